@@ -1,0 +1,1 @@
+//! Evaluation metrics shared by the data tests and the anomaly stages.
