@@ -140,7 +140,7 @@ pub fn parse_override(input: &str) -> Result<Override, ConfigError> {
     }
     let value = match value_part {
         None => None,
-        Some(text) => Some(parse_value(text).map_err(|e| err(e))?),
+        Some(text) => Some(parse_value(text).map_err(err)?),
     };
     Ok(Override {
         kind,
