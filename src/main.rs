@@ -1,1 +1,355 @@
-fn main(){}
+//! The `defectkit` command line: each verb is a thin function over the library
+//! (parse → compose config → call), errors carried up to one place that prints them.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use defectkit::config::schema::DataKind;
+use defectkit::config::{Composed, Loader};
+use defectkit::data::mvtec::IndexOptions;
+
+const AFTER_HELP: &str = "\
+Overrides (Hydra syntax), after the verb:
+  key=value        change a value that exists         trainer.lr=3e-4
+  group=option     pick a config group option          model=unet_ae
+  +key=value       add a key or group                  +experiment=sweep_scratch
+  ++key=value      add or change                       ++trainer.gradient_clip=1.0
+  ~key             delete a key or group               ~logger
+  a=1,2 b=x,y      with -m: sweep (cartesian product)  -m trainer.lr=1e-3,3e-4
+Values: ints, floats, true/false, null, 'quoted', [lists], {dicts}, ${interpolations}.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "defectkit",
+    version,
+    about = "Industrial visual anomaly detection: train small models, export to ONNX, quantize, deploy.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Run a sweep: one job per combination of comma-separated override values and of the
+    /// preset's `hydra.sweeper.params`.
+    #[arg(short = 'm', long, global = true)]
+    multirun: bool,
+    /// Directory holding config.yaml and the groups (default: ./conf, else the project's).
+    #[arg(long, global = true, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Primary config name inside the config directory.
+    #[arg(long, global = true, default_value = "config", value_name = "NAME")]
+    config_name: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the composed configuration as YAML (interpolations as written, like Hydra's
+    /// `--cfg job`).
+    #[command(after_help = "\
+Examples:
+  defectkit config
+  defectkit config model=unet_ae trainer.lr=3e-4 --resolve
+  defectkit config +experiment=sweep_scratch --hydra
+  defectkit config -m model=cnn_scratch,unet_ae")]
+    Config(ConfigArgs),
+    /// Data sets: generate the synthetic set, check a data set root.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Resolve interpolations (${..}) before printing.
+    #[arg(long)]
+    resolve: bool,
+    /// Print the `hydra` node (run dirs, sweeper params, chosen options) instead of the job's
+    /// config.
+    #[arg(long)]
+    hydra: bool,
+    /// Print the final defaults list (which config was merged at which package) instead.
+    #[arg(long)]
+    defaults: bool,
+    /// Overrides (see `defectkit --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OVERRIDES"
+    )]
+    overrides: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Generate the synthetic MVTec-like data set (the embedded default).
+    #[command(after_help = "\
+Examples:
+  defectkit data synth                           # data/synthetic, seed 0, sizes from conf/data/synthetic.yaml
+  defectkit data synth --out /tmp/syn --seed 1 --size 64 --train-good 10 --force
+  defectkit data synth data.synth.test_good=30   # any config key works as an override")]
+    Synth(SynthArgs),
+    /// Check a data set root: per-class table of splits, defect types, masks and image sizes;
+    /// corrupt images are named.
+    #[command(after_help = "\
+Examples:
+  defectkit data check                               # the configured data set (data.root)
+  defectkit data check --root ~/datasets/mvtec_ad data=mvtec
+  defectkit data check data=mvtec data.root=/data/mvtec --strict --json")]
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct SynthArgs {
+    /// Output root (default: data.root of the config).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Random seed; the same seed gives byte-identical files.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Image side length in pixels.
+    #[arg(long, value_name = "PX")]
+    size: Option<u32>,
+    /// train/good images per category.
+    #[arg(long, value_name = "N")]
+    train_good: Option<usize>,
+    /// test/good images per category.
+    #[arg(long, value_name = "N")]
+    test_good: Option<usize>,
+    /// Test images per defect type.
+    #[arg(long, value_name = "N")]
+    defects_per_type: Option<usize>,
+    /// Only these categories (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    classes: Option<Vec<String>>,
+    /// Replace an existing non-empty output folder.
+    #[arg(long)]
+    force: bool,
+    /// Do nothing when the output already holds a set generated with the same settings
+    /// (its synth.json matches); otherwise generate, replacing an older set.
+    #[arg(long)]
+    if_changed: bool,
+    /// Overrides (see `defectkit --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OVERRIDES"
+    )]
+    overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Data set root (default: data.root of the config).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Fail on corrupt images, missing masks or ground-truth folders instead of warning.
+    #[arg(long)]
+    strict: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Overrides (see `defectkit --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OVERRIDES"
+    )]
+    overrides: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `./conf` when present, else `$DEFECTKIT_ROOT/conf`, else the source tree's `conf/`.
+fn default_config_dir() -> PathBuf {
+    let local = PathBuf::from("conf");
+    if local.is_dir() {
+        return local;
+    }
+    if let Ok(root) = std::env::var("DEFECTKIT_ROOT") {
+        let p = Path::new(&root).join("conf");
+        if p.is_dir() {
+            return p;
+        }
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    if built.is_dir() {
+        return built;
+    }
+    local
+}
+
+fn progress_enabled() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config_dir = cli.config_dir.clone().unwrap_or_else(default_config_dir);
+    match cli.command {
+        Command::Config(args) => cmd_config(&config_dir, &cli.config_name, cli.multirun, args),
+        Command::Data(DataCommand::Synth(args)) => {
+            no_multirun(cli.multirun, "data synth")?;
+            let loader = Loader::new(&config_dir, &cli.config_name, "data_synth")?;
+            cmd_synth(&loader, args)
+        }
+        Command::Data(DataCommand::Check(args)) => {
+            no_multirun(cli.multirun, "data check")?;
+            let loader = Loader::new(&config_dir, &cli.config_name, "data_check")?;
+            cmd_check(&loader, args)
+        }
+    }
+}
+
+fn no_multirun(multirun: bool, verb: &str) -> Result<()> {
+    if multirun {
+        bail!("--multirun is not supported by `{verb}`");
+    }
+    Ok(())
+}
+
+fn print_yaml(v: &impl serde::Serialize) -> Result<()> {
+    print!(
+        "{}",
+        serde_norway::to_string(v).context("cannot render YAML")?
+    );
+    Ok(())
+}
+
+fn print_composed(loader: &Loader, c: &Composed, args: &ConfigArgs) -> Result<()> {
+    if args.defaults {
+        for d in &c.defaults {
+            let choice = d
+                .choice
+                .as_ref()
+                .map(|(g, o)| format!("  ({g}={o})"))
+                .unwrap_or_default();
+            let pkg = if d.package.is_empty() {
+                "<root>"
+            } else {
+                &d.package
+            };
+            println!("{:<32} @ {pkg}{choice}", d.config_path);
+        }
+        return Ok(());
+    }
+    let tree = match (args.hydra, args.resolve) {
+        (true, false) => c.hydra_tree(),
+        (true, true) => defectkit::config::interpolate::resolve_key(&c.tree, "hydra", &loader.ctx)?,
+        (false, false) => c.job_tree(),
+        (false, true) => loader.resolve_job(c)?,
+    };
+    print_yaml(&tree)
+}
+
+fn cmd_config(
+    config_dir: &Path,
+    config_name: &str,
+    multirun: bool,
+    args: ConfigArgs,
+) -> Result<()> {
+    let loader = Loader::new(config_dir, config_name, "config")?;
+    if multirun {
+        let (_, jobs) = loader.compose_sweep(&args.overrides)?;
+        for job in &jobs {
+            println!("# job {}: {}", job.num, job.composed.overrides.join(" "));
+            print_composed(&loader, &job.composed, &args)?;
+        }
+        return Ok(());
+    }
+    let composed = loader.compose(&args.overrides)?;
+    print_composed(&loader, &composed, &args)?;
+    if !args.hydra && !args.defaults {
+        // Validate so that typos surface here too, after the tree was shown.
+        loader
+            .typed(&composed)
+            .context("the composed configuration does not match defectkit's schema")?;
+    }
+    Ok(())
+}
+
+fn cmd_synth(loader: &Loader, args: SynthArgs) -> Result<()> {
+    let composed = loader.compose(&args.overrides)?;
+    let cfg = loader.typed(&composed)?;
+    let mut opts = cfg.data.synth.clone().unwrap_or_default();
+    if let Some(s) = args.seed {
+        opts.seed = s;
+    }
+    if let Some(s) = args.size {
+        opts.image_size = s;
+    }
+    if let Some(n) = args.train_good {
+        opts.train_good = n;
+    }
+    if let Some(n) = args.test_good {
+        opts.test_good = n;
+    }
+    if let Some(n) = args.defects_per_type {
+        opts.test_defect_per_type = n;
+    }
+    if let Some(c) = args.classes {
+        opts.classes = Some(c);
+    }
+    opts.force = opts.force || args.force;
+    let out = args.out.unwrap_or_else(|| match cfg.data.kind {
+        DataKind::Synthetic => cfg.data.root.clone(),
+        DataKind::Mvtec => cfg.paths.data_dir.join("synthetic"),
+    });
+    if args.if_changed {
+        if defectkit::data::synth::is_up_to_date(&opts, &out) {
+            println!(
+                "{} is up to date (same seed and sizes); nothing to do",
+                out.display()
+            );
+            return Ok(());
+        }
+        opts.force = true;
+    }
+    let summary = defectkit::data::synth::generate(&opts, &out, progress_enabled())
+        .with_context(|| format!("generating the synthetic data set in {}", out.display()))?;
+    println!(
+        "wrote {} images and {} masks for {} categories to {} in {:.1} s (seed {})",
+        summary.images,
+        summary.masks,
+        summary.classes.len(),
+        summary.root.display(),
+        summary.seconds,
+        opts.seed
+    );
+    Ok(())
+}
+
+fn cmd_check(loader: &Loader, args: CheckArgs) -> Result<()> {
+    let composed = loader.compose(&args.overrides)?;
+    let cfg = loader.typed(&composed)?;
+    let root = args.root.unwrap_or_else(|| cfg.data.root.clone());
+    let opts = IndexOptions {
+        classes: cfg.data.classes.clone(),
+        val_fraction: cfg.data.val_fraction,
+        seed: cfg.data.split_seed,
+        strict: args.strict || cfg.data.strict,
+    };
+    let report = defectkit::data::check::check(&root, &opts, progress_enabled())
+        .with_context(|| format!("checking the data set at {}", root.display()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot render JSON")?
+        );
+    } else {
+        print!("{}", report.render_table());
+    }
+    Ok(())
+}

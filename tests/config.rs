@@ -93,13 +93,33 @@ fn group_defaults_extend_and_self_wins() {
 fn self_position_decides_precedence() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "g/a.yaml", "x: from_group\n");
-    write(dir.path(), "last.yaml", "defaults:\n  - g: a\n  - _self_\ng:\n  x: from_primary\n");
-    write(dir.path(), "first.yaml", "defaults:\n  - _self_\n  - g: a\ng:\n  x: from_primary\n");
-    write(dir.path(), "absent.yaml", "defaults:\n  - g: a\ng:\n  x: from_primary\n");
-    for (name, want) in [("last", "from_primary"), ("first", "from_group"), ("absent", "from_primary")] {
+    write(
+        dir.path(),
+        "last.yaml",
+        "defaults:\n  - g: a\n  - _self_\ng:\n  x: from_primary\n",
+    );
+    write(
+        dir.path(),
+        "first.yaml",
+        "defaults:\n  - _self_\n  - g: a\ng:\n  x: from_primary\n",
+    );
+    write(
+        dir.path(),
+        "absent.yaml",
+        "defaults:\n  - g: a\ng:\n  x: from_primary\n",
+    );
+    for (name, want) in [
+        ("last", "from_primary"),
+        ("first", "from_group"),
+        ("absent", "from_primary"),
+    ] {
         let l = Loader::new(dir.path(), name, "t").unwrap();
         let c = l.compose(&[]).unwrap();
-        assert_eq!(select(&c.tree, "g.x").unwrap().as_str(), Some(want), "{name}");
+        assert_eq!(
+            select(&c.tree, "g.x").unwrap().as_str(),
+            Some(want),
+            "{name}"
+        );
     }
 }
 
@@ -120,14 +140,27 @@ fn override_forms_change_add_force_delete() {
         .unwrap();
     let t = &c.tree;
     assert_eq!(select(t, "trainer.lr").unwrap().as_f64(), Some(3e-4));
-    assert_eq!(select(t, "trainer.extra_note").unwrap().as_str(), Some("hello"));
+    assert_eq!(
+        select(t, "trainer.extra_note").unwrap().as_str(),
+        Some("hello")
+    );
     assert_eq!(select(t, "trainer.batch_size").unwrap().as_i64(), Some(8));
     assert_eq!(select(t, "paths.new_dir").unwrap().as_str(), Some("/tmp/x"));
     assert!(select(t, "trainer.workers").is_none());
     assert_eq!(select(t, "model.head.dropout").unwrap().as_i64(), Some(0));
-    assert_eq!(select(t, "data.classes").unwrap().as_sequence().unwrap().len(), 2);
+    assert_eq!(
+        select(t, "data.classes")
+            .unwrap()
+            .as_sequence()
+            .unwrap()
+            .len(),
+        2
+    );
     // A dict merges into the existing mapping.
-    assert_eq!(select(t, "data.preprocess.resize").unwrap().as_i64(), Some(64));
+    assert_eq!(
+        select(t, "data.preprocess.resize").unwrap().as_i64(),
+        Some(64)
+    );
     assert!(select(t, "data.preprocess.mean").is_some());
     // Unknown keys added with `+` are rejected by the typed schema, naming the key.
     let e = l.typed(&c).unwrap_err().to_string();
@@ -138,21 +171,33 @@ fn override_forms_change_add_force_delete() {
 fn group_overrides_add_and_delete() {
     let l = loader();
     let c = l.compose(&ov(&["model=unet_ae", "~logger"])).unwrap();
-    assert_eq!(select(&c.tree, "model.kind").unwrap().as_str(), Some("unet_ae"));
+    assert_eq!(
+        select(&c.tree, "model.kind").unwrap().as_str(),
+        Some("unet_ae")
+    );
     assert!(select(&c.tree, "logger").is_none());
     assert!(!c.choices.iter().any(|(g, _)| g == "logger"));
 
     let c = l.compose(&ov(&["+experiment=sweep_unet"])).unwrap();
     // The preset's `override /model: unet_ae` and its global keys apply.
-    assert_eq!(select(&c.tree, "model.kind").unwrap().as_str(), Some("unet_ae"));
-    assert_eq!(select(&c.tree, "task_name").unwrap().as_str(), Some("sweep_unet"));
+    assert_eq!(
+        select(&c.tree, "model.kind").unwrap().as_str(),
+        Some("unet_ae")
+    );
+    assert_eq!(
+        select(&c.tree, "task_name").unwrap().as_str(),
+        Some("sweep_unet")
+    );
     let params = select(&c.tree, "hydra.sweeper.params").unwrap();
     assert!(params.get("model.latent_dim").is_some());
     // The command line beats the preset's override.
     let c = l
         .compose(&ov(&["+experiment=sweep_unet", "model=cnn_scratch"]))
         .unwrap();
-    assert_eq!(select(&c.tree, "model.kind").unwrap().as_str(), Some("cnn_scratch"));
+    assert_eq!(
+        select(&c.tree, "model.kind").unwrap().as_str(),
+        Some("cnn_scratch")
+    );
 }
 
 #[test]
@@ -192,7 +237,11 @@ fn errors_help() {
         Loader::new(Path::new("/nonexistent/conf"), "config", "t"),
         Err(ConfigError::MissingConfigDir(_))
     ));
-    let e = Loader::new(&conf(), "nope", "t").unwrap().compose(&[]).unwrap_err().to_string();
+    let e = Loader::new(&conf(), "nope", "t")
+        .unwrap()
+        .compose(&[])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("primary config 'nope'"), "{e}");
 }
 
@@ -202,7 +251,9 @@ fn schema_rejects_unknown_and_mistyped_keys_naming_them() {
     copy_dir(&conf(), dir.path());
     // A typo inside a group file.
     let p = dir.path().join("trainer/default.yaml");
-    let text = fs::read_to_string(&p).unwrap().replace("weight_decay:", "weight_decay_typo:");
+    let text = fs::read_to_string(&p)
+        .unwrap()
+        .replace("weight_decay:", "weight_decay_typo:");
     fs::write(&p, text).unwrap();
     let l = Loader::new(dir.path(), "config", "t").unwrap();
     let e = l.typed(&l.compose(&[]).unwrap()).unwrap_err().to_string();
@@ -251,15 +302,26 @@ fn interpolation_env_and_now() {
 fn sweeps_expand_presets_and_command_line() {
     let l = loader();
     let (_, jobs) = l
-        .compose_sweep(&ov(&["model=cnn_scratch,unet_ae", "trainer.lr=0.1,0.01,0.001"]))
+        .compose_sweep(&ov(&[
+            "model=cnn_scratch,unet_ae",
+            "trainer.lr=0.1,0.01,0.001",
+        ]))
         .unwrap();
     assert_eq!(jobs.len(), 6);
-    assert_eq!(jobs[0].composed.overrides, ["model=cnn_scratch", "trainer.lr=0.1"]);
-    assert_eq!(jobs[5].composed.overrides, ["model=unet_ae", "trainer.lr=0.001"]);
+    assert_eq!(
+        jobs[0].composed.overrides,
+        ["model=cnn_scratch", "trainer.lr=0.1"]
+    );
+    assert_eq!(
+        jobs[5].composed.overrides,
+        ["model=unet_ae", "trainer.lr=0.001"]
+    );
     assert!(jobs.iter().enumerate().all(|(i, j)| j.num == i));
 
     for preset in ["sweep_scratch", "sweep_distilled", "sweep_unet"] {
-        let (_, jobs) = l.compose_sweep(&ov(&[&format!("+experiment={preset}")])).unwrap();
+        let (_, jobs) = l
+            .compose_sweep(&ov(&[&format!("+experiment={preset}")]))
+            .unwrap();
         assert!(jobs.len() >= 3, "{preset}: {} jobs", jobs.len());
         let distinct: std::collections::HashSet<String> = jobs
             .iter()
@@ -278,20 +340,38 @@ fn run_dirs_hold_the_hydra_record() {
     let l = loader();
     let run_dir = out.path().join("run");
     let mut c = l
-        .compose(&ov(&["model=unet_ae", &format!("hydra.run.dir={}", run_dir.display())]))
+        .compose(&ov(&[
+            "model=unet_ae",
+            &format!("hydra.run.dir={}", run_dir.display()),
+        ]))
         .unwrap();
     let rd = l.create_run_dir(&mut c).unwrap();
     assert_eq!(rd.path, run_dir);
-    let cfg: Value = serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/config.yaml")).unwrap()).unwrap();
+    let cfg: Value =
+        serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/config.yaml")).unwrap())
+            .unwrap();
     assert_eq!(cfg["model"]["kind"], Value::String("unet_ae".into()));
     assert!(cfg.get("hydra").is_none());
     // Interpolations are kept in config.yaml, as Hydra does.
-    assert_eq!(cfg["data"]["root"], Value::String("${paths.data_dir}/synthetic".into()));
-    let ovs: Vec<String> = serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/overrides.yaml")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["data"]["root"],
+        Value::String("${paths.data_dir}/synthetic".into())
+    );
+    let ovs: Vec<String> =
+        serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/overrides.yaml")).unwrap())
+            .unwrap();
     assert_eq!(ovs, ["model=unet_ae"]);
-    let hydra: Value = serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/hydra.yaml")).unwrap()).unwrap();
-    assert_eq!(hydra["hydra"]["runtime"]["choices"]["model"], Value::String("unet_ae".into()));
-    assert_eq!(hydra["hydra"]["runtime"]["output_dir"], Value::String(run_dir.display().to_string()));
+    let hydra: Value =
+        serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/hydra.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        hydra["hydra"]["runtime"]["choices"]["model"],
+        Value::String("unet_ae".into())
+    );
+    assert_eq!(
+        hydra["hydra"]["runtime"]["output_dir"],
+        Value::String(run_dir.display().to_string())
+    );
     assert_eq!(hydra["hydra"]["mode"], Value::String("RUN".into()));
 
     // A second run into the same dir does not overwrite the first.
@@ -300,7 +380,9 @@ fn run_dirs_hold_the_hydra_record() {
         .unwrap();
     let rd2 = l.create_run_dir(&mut c2).unwrap();
     assert_eq!(rd2.path, out.path().join("run_1"));
-    let first: Vec<String> = serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/overrides.yaml")).unwrap()).unwrap();
+    let first: Vec<String> =
+        serde_norway::from_str(&fs::read_to_string(run_dir.join(".hydra/overrides.yaml")).unwrap())
+            .unwrap();
     assert_eq!(first, ["model=unet_ae"]);
 }
 
@@ -308,7 +390,8 @@ fn run_dirs_hold_the_hydra_record() {
 fn default_run_dir_is_dated() {
     let l = loader();
     let c = l.compose(&[]).unwrap();
-    let dir = defectkit::config::rundir::job_dir(&c, defectkit::config::RunMode::Run, None, &l.ctx).unwrap();
+    let dir = defectkit::config::rundir::job_dir(&c, defectkit::config::RunMode::Run, None, &l.ctx)
+        .unwrap();
     let want = format!(
         "outputs/{}/{}",
         l.ctx.now.format("%Y-%m-%d"),
@@ -323,7 +406,10 @@ fn multirun_dirs_are_numbered_from_zero() {
     let l = loader();
     let sweep = out.path().join("sweep");
     let (base, mut jobs) = l
-        .compose_sweep(&ov(&["trainer.lr=0.1,0.01", &format!("hydra.sweep.dir={}", sweep.display())]))
+        .compose_sweep(&ov(&[
+            "trainer.lr=0.1,0.01",
+            &format!("hydra.sweep.dir={}", sweep.display()),
+        ]))
         .unwrap();
     let sweep_dir = l.create_sweep_dir(&base).unwrap();
     assert_eq!(sweep_dir, sweep);
@@ -331,11 +417,15 @@ fn multirun_dirs_are_numbered_from_zero() {
     for job in &mut jobs {
         let rd = l.create_job_dir(job, &sweep_dir).unwrap();
         assert_eq!(rd.path, sweep.join(job.num.to_string()));
-        let hydra: Value = serde_norway::from_str(&fs::read_to_string(rd.path.join(".hydra/hydra.yaml")).unwrap()).unwrap();
+        let hydra: Value =
+            serde_norway::from_str(&fs::read_to_string(rd.path.join(".hydra/hydra.yaml")).unwrap())
+                .unwrap();
         assert_eq!(hydra["hydra"]["mode"], Value::String("MULTIRUN".into()));
         assert_eq!(hydra["hydra"]["job"]["num"], Value::Number(job.num.into()));
     }
-    let ovs: Vec<String> = serde_norway::from_str(&fs::read_to_string(sweep.join("1/.hydra/overrides.yaml")).unwrap()).unwrap();
+    let ovs: Vec<String> =
+        serde_norway::from_str(&fs::read_to_string(sweep.join("1/.hydra/overrides.yaml")).unwrap())
+            .unwrap();
     assert_eq!(ovs[0], "trainer.lr=0.01");
 }
 
@@ -345,7 +435,10 @@ fn cli_config_verb_prints_raw_resolved_and_fails_clearly() {
     let (ok, out, err) = common::run_cli(&cwd, &["config", "model=unet_ae"]);
     assert!(ok, "{err}");
     assert!(out.contains("kind: unet_ae"), "{out}");
-    assert!(out.contains("${paths.data_dir}/synthetic"), "raw keeps interpolations: {out}");
+    assert!(
+        out.contains("${paths.data_dir}/synthetic"),
+        "raw keeps interpolations: {out}"
+    );
     assert!(!out.contains("hydra:"), "{out}");
 
     let (ok, out, err) = common::run_cli(&cwd, &["config", "--resolve", "trainer.lr=0.5"]);
@@ -359,7 +452,10 @@ fn cli_config_verb_prints_raw_resolved_and_fails_clearly() {
 
     let (ok, out, _) = common::run_cli(&cwd, &["-m", "config", "model=cnn_scratch,unet_ae"]);
     assert!(ok);
-    assert!(out.contains("# job 0: model=cnn_scratch") && out.contains("# job 1: model=unet_ae"), "{out}");
+    assert!(
+        out.contains("# job 0: model=cnn_scratch") && out.contains("# job 1: model=unet_ae"),
+        "{out}"
+    );
 
     let (ok, _, err) = common::run_cli(&cwd, &["config", "model=nope"]);
     assert!(!ok);

@@ -99,12 +99,20 @@ fn composition_matches_hydra_core() {
         case(&f, "config", &["+experiment=exp1", "db=mysql"]),
         case(&f, "config", &["+experiment=header_pkg"]),
         case(&f, "config", &["trainer=fast"]),
-        case(&f, "config", &["trainer=fast", "trainer.opt.betas=[0.5,0.6]"]),
+        case(
+            &f,
+            "config",
+            &["trainer=fast", "trainer.opt.betas=[0.5,0.6]"],
+        ),
         case(&f, "config", &["db.port='1234'"]),
         case(&f, "config", &["db.hosts=[a,b, 'c d']"]),
         case(&f, "config", &["+db.opts={x: 1, y: [2]}"]),
         case(&f, "config", &["db.port=null"]),
-        case(&f, "config", &["db.flag=true", "db.rate=1e-3", "db.user=TRUE"]),
+        case(
+            &f,
+            "config",
+            &["db.flag=true", "db.rate=1e-3", "db.user=TRUE"],
+        ),
         case(&f, "config", &["db.port="]),
         case(&f, "config", &["db.user=  spaced out  "]),
         case(&f, "config", &["+server=apache"]),
@@ -135,7 +143,11 @@ fn composition_matches_hydra_core() {
         case(&conf, "config", &["model=unet_ae", "trainer.lr=3e-4"]),
         case(&conf, "config", &["model=cnn_distilled", "data=mvtec"]),
         case(&conf, "config", &["+experiment=sweep_scratch"]),
-        case(&conf, "config", &["+experiment=sweep_distilled", "trainer=fast"]),
+        case(
+            &conf,
+            "config",
+            &["+experiment=sweep_distilled", "trainer=fast"],
+        ),
         case(&conf, "config", &["+experiment=sweep_unet"]),
         case(&conf, "config", &["trainer=fast", "logger=wandb"]),
         case(&conf, "config", &["~logger"]),
@@ -147,25 +159,42 @@ fn composition_matches_hydra_core() {
         let got = ours(c);
         let label = format!("{} {:?}", c.name, c.overrides);
         if got["ok"] != want["ok"] {
-            failures.push(format!("{label}: ok differs\n  ours:  {got}\n  hydra: {want}"));
+            failures.push(format!(
+                "{label}: ok differs\n  ours:  {got}\n  hydra: {want}"
+            ));
             continue;
         }
         if want["ok"] == json!(false) {
             continue;
         }
         if got["raw"] != want["raw"] {
-            failures.push(format!("{label}: raw differs\n  ours:  {}\n  hydra: {}", got["raw"], want["raw"]));
+            failures.push(format!(
+                "{label}: raw differs\n  ours:  {}\n  hydra: {}",
+                got["raw"], want["raw"]
+            ));
         }
         match (want.get("resolved"), got.get("resolved")) {
-            (Some(w), Some(g)) if w != g => {
-                failures.push(format!("{label}: resolved differs\n  ours:  {g}\n  hydra: {w}"))
-            }
-            (Some(_), None) => failures.push(format!("{label}: we failed to resolve: {}", got["resolve_error"])),
-            (None, Some(_)) => failures.push(format!("{label}: hydra failed to resolve ({}) but we did", want["resolve_error"])),
+            (Some(w), Some(g)) if w != g => failures.push(format!(
+                "{label}: resolved differs\n  ours:  {g}\n  hydra: {w}"
+            )),
+            (Some(_), None) => failures.push(format!(
+                "{label}: we failed to resolve: {}",
+                got["resolve_error"]
+            )),
+            (None, Some(_)) => failures.push(format!(
+                "{label}: hydra failed to resolve ({}) but we did",
+                want["resolve_error"]
+            )),
             _ => {}
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ from hydra-core:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ from hydra-core:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 fn hydra_multirun(py: &Path, dir: &Path, overrides: &[&str]) -> Vec<(u64, Vec<String>)> {
@@ -179,7 +208,10 @@ fn hydra_multirun(py: &Path, dir: &Path, overrides: &[&str]) -> Vec<(u64, Vec<St
         .arg("config")
         .arg("-m")
         .args(overrides)
-        .arg(format!("hydra.sweep.dir={}", tmp.path().join("sweep").display()))
+        .arg(format!(
+            "hydra.sweep.dir={}",
+            tmp.path().join("sweep").display()
+        ))
         .arg("hydra/job_logging=disabled")
         .arg("hydra/hydra_logging=disabled")
         .env("PARITY_OUT", &out)
@@ -224,12 +256,13 @@ fn sweeps_match_hydra_core() {
         let got: Vec<(u64, Vec<String>)> = jobs
             .iter()
             .map(|j| {
-                let task = defectkit::config::compose::select(&j.composed.tree, "hydra.overrides.task")
-                    .and_then(|v| v.as_sequence())
-                    .unwrap()
-                    .iter()
-                    .map(|s| s.as_str().unwrap().to_string())
-                    .collect();
+                let task =
+                    defectkit::config::compose::select(&j.composed.tree, "hydra.overrides.task")
+                        .and_then(|v| v.as_sequence())
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap().to_string())
+                        .collect();
                 (j.num as u64, task)
             })
             .collect();

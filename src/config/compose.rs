@@ -277,7 +277,11 @@ fn parse_default_entry(v: &Value) -> Result<DefaultEntry, String> {
                 match words[0] {
                     "override" => is_override = true,
                     "optional" => optional = true,
-                    other => return Err(format!("unknown keyword '{other}' in defaults entry '{key}'")),
+                    other => {
+                        return Err(format!(
+                            "unknown keyword '{other}' in defaults entry '{key}'"
+                        ))
+                    }
                 }
                 words.remove(0);
             }
@@ -317,7 +321,10 @@ fn final_package(parent: &str, pkg: &str) -> String {
     };
     match ret.rfind("_global_") {
         None => ret,
-        Some(i) => ret.get(i + "_global_".len() + 1..).unwrap_or("").to_string(),
+        Some(i) => ret
+            .get(i + "_global_".len() + 1..)
+            .unwrap_or("")
+            .to_string(),
     }
 }
 
@@ -359,7 +366,10 @@ struct DefaultsOverrides {
 
 impl DefaultsOverrides {
     fn find(&mut self, key: &str) -> Option<&mut ChoiceOverride> {
-        self.choices.iter_mut().find(|(k, _)| k == key).map(|(_, c)| c)
+        self.choices
+            .iter_mut()
+            .find(|(k, _)| k == key)
+            .map(|(_, c)| c)
     }
 
     fn add_config_override(&mut self, key: &str, value: Option<String>, source: &str) {
@@ -513,7 +523,9 @@ pub fn compose(
     for (key, value, used) in &defaults_ov.deletions {
         if !used {
             return Err(composition(match value {
-                Some(v) => format!("Could not delete. No match for '{key}={v}' in the defaults list."),
+                Some(v) => {
+                    format!("Could not delete. No match for '{key}={v}' in the defaults list.")
+                }
                 None => format!("Could not delete. No match for '{key}' in the defaults list."),
             }));
         }
@@ -583,7 +595,8 @@ fn build_node(
 ) -> Result<TreeNode, ConfigError> {
     let loaded = repo.load(config_path)?;
     let mut defaults = loaded.defaults.clone();
-    let needs_self = loaded.has_defaults || !defaults.is_empty() || (is_root && !ov.appends.is_empty());
+    let needs_self =
+        loaded.has_defaults || !defaults.is_empty() || (is_root && !ov.appends.is_empty());
     if !defaults.contains(&DefaultEntry::SelfRef) && (needs_self || defaults.is_empty()) {
         defaults.push(DefaultEntry::SelfRef);
     }
@@ -875,7 +888,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 fn apply_value_override(cfg: &mut Value, o: &Override) -> Result<(), ConfigError> {
     let key = o.key.as_str();
     if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(composition(format!("Override '{}': invalid key '{key}'", o.input)));
+        return Err(composition(format!(
+            "Override '{}': invalid key '{key}'",
+            o.input
+        )));
     }
     let value = match &o.value {
         Some(OverrideValue::Element(v)) => Some(v.clone()),
@@ -927,7 +943,8 @@ fn apply_value_override(cfg: &mut Value, o: &Override) -> Result<(), ConfigError
                      Or add a second + to add or override '{key}': '++{rest}'"
                 )));
             }
-            update(cfg, key, v, true).map_err(|e| composition(format!("Override '{}': {e}", o.input)))
+            update(cfg, key, v, true)
+                .map_err(|e| composition(format!("Override '{}': {e}", o.input)))
         }
         OverrideKind::ForceAdd => update(cfg, key, value.unwrap_or(Value::Null), true)
             .map_err(|e| composition(format!("Override '{}': {e}", o.input))),
@@ -972,7 +989,10 @@ fn update(cfg: &mut Value, key: &str, value: Value, force_add: bool) -> Result<(
                     if !force_add {
                         return Err(format!("Key '{here}' is not in the config"));
                     }
-                    m.insert(Value::String(seg.to_string()), Value::Mapping(Mapping::new()));
+                    m.insert(
+                        Value::String(seg.to_string()),
+                        Value::Mapping(Mapping::new()),
+                    );
                 }
                 m.get_mut(*seg).ok_or("missing key")?
             }
@@ -980,9 +1000,15 @@ fn update(cfg: &mut Value, key: &str, value: Value, force_add: bool) -> Result<(
                 let i: usize = seg
                     .parse()
                     .map_err(|_| format!("'{here}' indexes a list with a non-number"))?;
-                s.get_mut(i).ok_or(format!("index {i} out of range at '{here}'"))?
+                s.get_mut(i)
+                    .ok_or(format!("index {i} out of range at '{here}'"))?
             }
-            _ => return Err(format!("'{}' is not a mapping", walked[..walked.len() - 1].join("."))),
+            _ => {
+                return Err(format!(
+                    "'{}' is not a mapping",
+                    walked[..walked.len() - 1].join(".")
+                ))
+            }
         };
     }
     match cur {
@@ -1004,7 +1030,9 @@ fn update(cfg: &mut Value, key: &str, value: Value, force_add: bool) -> Result<(
             let i: usize = last
                 .parse()
                 .map_err(|_| format!("'{key}' indexes a list with a non-number"))?;
-            let slot = s.get_mut(i).ok_or(format!("index {i} out of range at '{key}'"))?;
+            let slot = s
+                .get_mut(i)
+                .ok_or(format!("index {i} out of range at '{key}'"))?;
             *slot = value;
             Ok(())
         }

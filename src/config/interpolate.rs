@@ -182,13 +182,15 @@ impl Resolver<'_> {
                 let result = self.resolve_string(container, s);
                 self.visiting.remove(&key);
                 result.map_err(|e| match e {
-                    ConfigError::Interpolation { key: k, value, reason } if k.is_empty() => {
-                        ConfigError::Interpolation {
-                            key: key.clone(),
-                            value: if value.is_empty() { s.clone() } else { value },
-                            reason,
-                        }
-                    }
+                    ConfigError::Interpolation {
+                        key: k,
+                        value,
+                        reason,
+                    } if k.is_empty() => ConfigError::Interpolation {
+                        key: key.clone(),
+                        value: if value.is_empty() { s.clone() } else { value },
+                        reason,
+                    },
                     other => other,
                 })
             }
@@ -239,9 +241,8 @@ impl Resolver<'_> {
             }
             None => {
                 let target = self.node_path(container, body)?;
-                let raw = lookup(self.root, &target).ok_or_else(|| {
-                    Self::err(format!("Interpolation key '{body}' not found"))
-                })?;
+                let raw = lookup(self.root, &target)
+                    .ok_or_else(|| Self::err(format!("Interpolation key '{body}' not found")))?;
                 if raw.as_str() == Some("???") {
                     return Err(Self::err(format!(
                         "Missing mandatory value: '{}'",
@@ -320,7 +321,11 @@ impl Resolver<'_> {
                 let (var, default) = match args.as_slice() {
                     [v] => (python_str(v), None),
                     [v, d] => (python_str(v), Some(d.clone())),
-                    _ => return Err(Self::err("oc.env takes a variable name and an optional default")),
+                    _ => {
+                        return Err(Self::err(
+                            "oc.env takes a variable name and an optional default",
+                        ))
+                    }
                 };
                 match std::env::var(&var) {
                     Ok(v) => Ok(Value::String(v)),
@@ -335,7 +340,11 @@ impl Resolver<'_> {
             "now" => {
                 let fmt = match args.as_slice() {
                     [f] => python_str(f),
-                    _ => return Err(Self::err("now takes one strftime format, e.g. ${now:%Y-%m-%d}")),
+                    _ => {
+                        return Err(Self::err(
+                            "now takes one strftime format, e.g. ${now:%Y-%m-%d}",
+                        ))
+                    }
                 };
                 if StrftimeItems::new(&fmt).any(|item| matches!(item, Item::Error)) {
                     return Err(Self::err(format!("invalid time format '{fmt}'")));
@@ -345,7 +354,11 @@ impl Resolver<'_> {
             "hydra" => {
                 let key = match args.as_slice() {
                     [k] => python_str(k),
-                    _ => return Err(Self::err("hydra takes one key, e.g. ${hydra:runtime.output_dir}")),
+                    _ => {
+                        return Err(Self::err(
+                            "hydra takes one key, e.g. ${hydra:runtime.output_dir}",
+                        ))
+                    }
                 };
                 let path: Vec<String> = std::iter::once("hydra".to_string())
                     .chain(key.split('.').map(str::to_string))
@@ -474,7 +487,9 @@ mod tests {
 
     #[test]
     fn whole_interpolation_keeps_type_and_embedded_becomes_text() {
-        let v = resolved("a: {b: 3, f: 0.5, t: true}\nx: ${a.b}\ny: 'n=${a.b} f=${a.f} t=${a.t}'\nz: ${a}\n");
+        let v = resolved(
+            "a: {b: 3, f: 0.5, t: true}\nx: ${a.b}\ny: 'n=${a.b} f=${a.f} t=${a.t}'\nz: ${a}\n",
+        );
         assert_eq!(v["x"], Value::Number(3.into()));
         assert_eq!(v["y"], Value::String("n=3 f=0.5 t=True".into()));
         assert_eq!(v["z"]["b"], Value::Number(3.into()));
@@ -482,7 +497,8 @@ mod tests {
 
     #[test]
     fn chained_relative_and_escaped() {
-        let v = resolved("a:\n  b: ${c}\n  sib: ${.b}\n  up: ${..c}\nc: ${d}\nd: 7\ne: '\\${a.b}'\n");
+        let v =
+            resolved("a:\n  b: ${c}\n  sib: ${.b}\n  up: ${..c}\nc: ${d}\nd: 7\ne: '\\${a.b}'\n");
         assert_eq!(v["a"]["b"], Value::Number(7.into()));
         assert_eq!(v["a"]["sib"], Value::Number(7.into()));
         assert_eq!(v["a"]["up"], Value::Number(7.into()));
@@ -514,7 +530,10 @@ mod tests {
         ] {
             let e = resolve_tree(&yaml(bad), &ctx);
             assert!(e.is_err(), "{bad} should fail");
-            assert!(e.unwrap_err().to_string().contains("'a"), "{bad}: key named");
+            assert!(
+                e.unwrap_err().to_string().contains("'a"),
+                "{bad}: key named"
+            );
         }
     }
 }

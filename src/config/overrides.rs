@@ -78,7 +78,11 @@ impl Override {
             OverrideKind::ForceAdd => "++",
             OverrideKind::Delete => "~",
         };
-        format!("{prefix}{}={}", self.key_element(), value_to_override_string(value))
+        format!(
+            "{prefix}{}={}",
+            self.key_element(),
+            value_to_override_string(value)
+        )
     }
 
     /// This override as Hydra writes it back (used for non-sweep overrides in job lists).
@@ -195,7 +199,10 @@ pub fn parse_value(text: &str) -> Result<OverrideValue, String> {
 fn range_sweep(args: &[Value]) -> Result<Vec<Value>, String> {
     let nums: Vec<f64> = args
         .iter()
-        .map(|v| v.as_f64().ok_or_else(|| "range() takes numbers".to_string()))
+        .map(|v| {
+            v.as_f64()
+                .ok_or_else(|| "range() takes numbers".to_string())
+        })
         .collect::<Result<_, _>>()?;
     let all_int = args.iter().all(|v| v.as_i64().is_some());
     let (start, stop, step) = match nums.as_slice() {
@@ -360,7 +367,9 @@ impl<'a> Parser<'a> {
         let mut out = String::new();
         loop {
             let Some(c) = self.peek() else {
-                return Err(format!("unterminated quoted string starting at position {start}"));
+                return Err(format!(
+                    "unterminated quoted string starting at position {start}"
+                ));
             };
             self.pos += c.len_utf8();
             if c == '\\' {
@@ -547,8 +556,10 @@ pub fn value_to_override_string(value: &Value) -> String {
             let plain = !s.is_empty()
                 && matches!(classify_primitive(s), Value::String(_))
                 && !s.chars().any(|c| {
-                    matches!(c, ',' | '[' | ']' | '{' | '}' | '(' | ')' | '\'' | '"' | '=' | ':' | '\\')
-                        || c.is_whitespace()
+                    matches!(
+                        c,
+                        ',' | '[' | ']' | '{' | '}' | '(' | ')' | '\'' | '"' | '=' | ':' | '\\'
+                    ) || c.is_whitespace()
                 });
             if plain {
                 s.clone()
@@ -641,7 +652,9 @@ mod tests {
             parse_value("range(1,4)").unwrap(),
             OverrideValue::Sweep(vec![1.into(), 2.into(), 3.into()])
         );
-        assert!(matches!(parse_value("[1,2],[3]").unwrap(), OverrideValue::Sweep(v) if v.len() == 2));
+        assert!(
+            matches!(parse_value("[1,2],[3]").unwrap(), OverrideValue::Sweep(v) if v.len() == 2)
+        );
     }
 
     #[test]
@@ -653,7 +666,10 @@ mod tests {
         let o = parse_override("~a.b").unwrap();
         assert_eq!((o.kind, o.value.is_none()), (OverrideKind::Delete, true));
         let o = parse_override("db@backup=mysql").unwrap();
-        assert_eq!((o.key.as_str(), o.package.as_deref()), ("db", Some("backup")));
+        assert_eq!(
+            (o.key.as_str(), o.package.as_deref()),
+            ("db", Some("backup"))
+        );
         assert_eq!(o.key_element(), "db@backup");
     }
 

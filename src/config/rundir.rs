@@ -26,7 +26,10 @@ fn set(tree: &mut Value, key: &str, value: Value) {
     for seg in &segs[..segs.len() - 1] {
         let Value::Mapping(m) = cur else { return };
         if !m.get(*seg).is_some_and(Value::is_mapping) {
-            m.insert(Value::String(seg.to_string()), Value::Mapping(Mapping::new()));
+            m.insert(
+                Value::String(seg.to_string()),
+                Value::Mapping(Mapping::new()),
+            );
         }
         cur = match m.get_mut(*seg) {
             Some(v) => v,
@@ -41,11 +44,8 @@ fn set(tree: &mut Value, key: &str, value: Value) {
 /// Fill the `hydra` node with what Hydra records at run time: job name and number, mode,
 /// chosen options, the task and hydra overrides, and `override_dirname`.
 pub fn fill_runtime(composed: &mut Composed, job_name: &str, mode: RunMode, job_num: usize) {
-    let (hydra_ov, task_ov): (Vec<String>, Vec<String>) = composed
-        .overrides
-        .iter()
-        .cloned()
-        .partition(|o| {
+    let (hydra_ov, task_ov): (Vec<String>, Vec<String>) =
+        composed.overrides.iter().cloned().partition(|o| {
             let k = o.trim_start_matches(['+', '~']);
             k.starts_with("hydra.") || k.starts_with("hydra/")
         });
@@ -58,15 +58,21 @@ pub fn fill_runtime(composed: &mut Composed, job_name: &str, mode: RunMode, job_
     let t = &mut composed.tree;
     set(t, "hydra.job.name", Value::String(job_name.to_string()));
     set(t, "hydra.job.num", Value::Number(job_num.into()));
-    set(t, "hydra.job.override_dirname", Value::String(dirname.join(",")));
+    set(
+        t,
+        "hydra.job.override_dirname",
+        Value::String(dirname.join(",")),
+    );
     set(
         t,
         "hydra.mode",
-        Value::String(match mode {
-            RunMode::Run => "RUN",
-            RunMode::Multirun => "MULTIRUN",
-        }
-        .to_string()),
+        Value::String(
+            match mode {
+                RunMode::Run => "RUN",
+                RunMode::Multirun => "MULTIRUN",
+            }
+            .to_string(),
+        ),
     );
     set(t, "hydra.runtime.choices", Value::Mapping(choices));
     set(
@@ -86,7 +92,11 @@ pub fn fill_runtime(composed: &mut Composed, job_name: &str, mode: RunMode, job_
     );
 }
 
-fn resolve_path(composed: &Composed, key: &str, ctx: &ResolveContext) -> Result<PathBuf, ConfigError> {
+fn resolve_path(
+    composed: &Composed,
+    key: &str,
+    ctx: &ResolveContext,
+) -> Result<PathBuf, ConfigError> {
     let v = resolve_key(&composed.tree, key, ctx)?;
     let s = python_str(&v);
     if s.trim().is_empty() {
@@ -104,7 +114,9 @@ fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir().map(|c| c.join(p)).unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 
@@ -118,7 +130,9 @@ pub fn job_dir(
     ctx: &ResolveContext,
 ) -> Result<PathBuf, ConfigError> {
     let dir = match (mode, sweep_base) {
-        (RunMode::Multirun, Some(base)) => base.join(resolve_path(composed, "hydra.sweep.subdir", ctx)?),
+        (RunMode::Multirun, Some(base)) => {
+            base.join(resolve_path(composed, "hydra.sweep.subdir", ctx)?)
+        }
         (RunMode::Multirun, None) => {
             sweep_dir(composed, ctx)?.join(resolve_path(composed, "hydra.sweep.subdir", ctx)?)
         }
@@ -163,7 +177,9 @@ pub fn create_run_dir(
         "hydra.runtime.output_dir",
         Value::String(dir.display().to_string()),
     );
-    let cwd = std::env::current_dir().map(|c| c.display().to_string()).unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|c| c.display().to_string())
+        .unwrap_or_default();
     set(&mut composed.tree, "hydra.runtime.cwd", Value::String(cwd));
 
     let job = composed.job_tree();
@@ -199,6 +215,9 @@ pub fn create_run_dir(
 pub fn write_sweep_record(composed: &Composed, sweep_dir: &Path) -> Result<(), ConfigError> {
     let path = sweep_dir.join("multirun.yaml");
     write_atomic(&path, yaml(&composed.tree, &path)?.as_bytes()).map_err(|source| {
-        ConfigError::RunDir { path: path.clone(), source }
+        ConfigError::RunDir {
+            path: path.clone(),
+            source,
+        }
     })
 }

@@ -48,7 +48,9 @@ fn job_values(o: &Override) -> Vec<String> {
         Some(OverrideValue::Sweep(values)) => {
             values.iter().map(|v| o.with_value_string(v)).collect()
         }
-        _ if o.kind == OverrideKind::Delete && o.value.is_none() => vec![o.input.trim().to_string()],
+        _ if o.kind == OverrideKind::Delete && o.value.is_none() => {
+            vec![o.input.trim().to_string()]
+        }
         _ => vec![o.canonical_string()],
     }
 }
@@ -59,8 +61,7 @@ mod tests {
 
     fn composed_with_params(params: &str) -> Composed {
         let tree: Value =
-            serde_norway::from_str(&format!("hydra:\n  sweeper:\n    params: {params}\n"))
-                .unwrap();
+            serde_norway::from_str(&format!("hydra:\n  sweeper:\n    params: {params}\n")).unwrap();
         Composed {
             tree,
             choices: vec![],
