@@ -7,4 +7,6 @@
 pub mod config;
 pub mod data;
 pub mod fsutil;
+pub mod logging;
 pub mod metrics;
+pub mod plot;
