@@ -624,9 +624,9 @@ fn wandb_offline_end_to_end_read_back_with_wandb_tools() {
     );
 
     // The image: an image panel when Pillow is installed next to wandb, else a run file.
-    let as_panel = history
-        .iter()
-        .any(|h| h["curves/loss"]["_type"] == "image-file");
+    let as_panel = history.iter().any(|h| {
+        h["curves/loss"]["_type"] == "image-file" || h["curves/loss._type"] == "image-file"
+    });
     let as_file = of_type("files").iter().any(|f| {
         f["files"].as_array().is_some_and(|fs| {
             fs.iter().any(|x| {
