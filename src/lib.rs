@@ -9,4 +9,8 @@ pub mod data;
 pub mod fsutil;
 pub mod logging;
 pub mod metrics;
+#[cfg(feature = "train")]
+pub mod models;
 pub mod plot;
+#[cfg(feature = "train")]
+pub mod train;

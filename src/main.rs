@@ -58,6 +58,29 @@ Examples:
     /// Data sets: generate the synthetic set, check a data set root.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train a model (A: model=cnn_scratch, B: model=cnn_distilled, C: model=unet_ae) into a
+    /// run dir: checkpoints, metrics.jsonl/csv, loss curve, summary.json.
+    #[cfg(feature = "train")]
+    #[command(after_help = "\
+Examples:
+  defectkit train                                        # model A on the synthetic set
+  defectkit train model=unet_ae trainer=fast             # model C, a short run
+  defectkit train model=cnn_distilled model.teacher.weights=resnet18.pth
+  defectkit train trainer.resume=last                    # continue the newest run
+  defectkit train -m +experiment=sweep_scratch           # a sweep: table in multirun/<date>/<time>/sweep.md")]
+    Train(TrainArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(Debug, Args)]
+struct TrainArgs {
+    /// Overrides (see `defectkit --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OVERRIDES"
+    )]
+    overrides: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +228,11 @@ fn run(cli: Cli) -> Result<()> {
             let loader = Loader::new(&config_dir, &cli.config_name, "data_synth")?;
             cmd_synth(&loader, args)
         }
+        #[cfg(feature = "train")]
+        Command::Train(args) => {
+            let loader = Loader::new(&config_dir, &cli.config_name, "train")?;
+            cmd_train(&loader, cli.multirun, args)
+        }
         Command::Data(DataCommand::Check(args)) => {
             no_multirun(cli.multirun, "data check")?;
             let loader = Loader::new(&config_dir, &cli.config_name, "data_check")?;
@@ -350,6 +378,88 @@ fn cmd_check(loader: &Loader, args: CheckArgs) -> Result<()> {
         );
     } else {
         print!("{}", report.render_table());
+    }
+    Ok(())
+}
+
+#[cfg(feature = "train")]
+fn print_summary(s: &defectkit::train::summary::RunSummary, dir: &Path) {
+    println!(
+        "{}: best {} = {} at epoch {} ({} epochs{}), {} parameters, {:.1} MFLOPs/image, {:.0} s",
+        s.model,
+        s.monitor,
+        s.best_metric
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| "-".into()),
+        s.best_epoch
+            .map(|e| (e + 1).to_string())
+            .unwrap_or_else(|| "-".into()),
+        s.epochs_run,
+        if s.early_stopped {
+            ", early-stopped"
+        } else {
+            ""
+        },
+        s.parameters,
+        s.flops_per_image as f64 / 1e6,
+        s.wall_seconds
+    );
+    for (k, v) in &s.metrics {
+        println!("  {k:<28} {v:.4}");
+    }
+    println!("run dir: {}", dir.display());
+}
+
+#[cfg(feature = "train")]
+fn cmd_train(loader: &Loader, multirun: bool, args: TrainArgs) -> Result<()> {
+    use defectkit::train::summary::{write_sweep_table, SweepRow};
+    use defectkit::train::train_job;
+    if !multirun {
+        let mut composed = loader.compose(&args.overrides)?;
+        let cfg = loader.typed(&composed)?;
+        let run = loader.create_run_dir(&mut composed)?;
+        eprintln!("run dir: {}", run.path.display());
+        let summary = train_job(&cfg, &composed.overrides, &run.path)
+            .with_context(|| format!("training failed (run dir {})", run.path.display()))?;
+        print_summary(&summary, &run.path);
+        return Ok(());
+    }
+    let (base, mut jobs) = loader.compose_sweep(&args.overrides)?;
+    // Validate every job before training any, so a typo fails in seconds, not hours.
+    let mut configs = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        configs.push(
+            loader.typed(&job.composed).with_context(|| {
+                format!("job {} ({})", job.num, job.composed.overrides.join(" "))
+            })?,
+        );
+    }
+    let sweep_dir = loader.create_sweep_dir(&base)?;
+    eprintln!("sweep: {} jobs in {}", jobs.len(), sweep_dir.display());
+    let mut rows = Vec::new();
+    for (job, cfg) in jobs.iter_mut().zip(&configs) {
+        let run = loader.create_job_dir(job, &sweep_dir)?;
+        eprintln!("[job {}] {}", job.num, job.composed.overrides.join(" "));
+        let outcome = train_job(cfg, &job.composed.overrides, &run.path).map_err(|e| e.to_string());
+        match &outcome {
+            Ok(s) => print_summary(s, &run.path),
+            Err(e) => eprintln!("[job {}] failed: {e}", job.num),
+        }
+        rows.push(SweepRow {
+            job: job.num,
+            dir: run.path.clone(),
+            outcome,
+        });
+        write_sweep_table(&sweep_dir, &rows).context("writing the sweep table")?;
+    }
+    println!("sweep table: {}", sweep_dir.join("sweep.md").display());
+    let failed = rows.iter().filter(|r| r.outcome.is_err()).count();
+    if failed > 0 {
+        bail!(
+            "{failed} of {} jobs failed (see {})",
+            rows.len(),
+            sweep_dir.join("sweep.md").display()
+        );
     }
     Ok(())
 }

@@ -1,0 +1,188 @@
+//! ResNet building blocks shared by the student classifier and the ResNet-18 teacher.
+//!
+//! Field names mirror torchvision's `torchvision.models.resnet` so that a module's parameter
+//! paths are torchvision's state-dict keys: `conv1.weight`, `bn1.running_mean`,
+//! `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`, `layer2.0.downsample.1.bias`…
+//! `Vec<BasicBlock>` gives the `layerN.<index>` segment, and the downsample branch is a
+//! `(Conv2d, BatchNorm)` tuple, whose elements Burn names `0` and `1`, exactly like
+//! torchvision's `nn.Sequential`. BatchNorm `weight`/`bias` ↔ `gamma`/`beta` and the Linear
+//! transpose are handled by `PyTorchToBurnAdapter` when loading.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// Torchvision's convolution initializer: Kaiming normal, fan-out, ReLU gain.
+fn conv_initializer() -> Initializer {
+    Initializer::KaimingNormal {
+        gain: std::f64::consts::SQRT_2,
+        fan_out_only: true,
+    }
+}
+
+/// 3×3 convolution with padding 1 and no bias (torchvision's `conv3x3`).
+pub fn conv3x3(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .with_initializer(conv_initializer())
+        .init(device)
+}
+
+/// 1×1 convolution without bias (torchvision's `conv1x1`).
+pub fn conv1x1(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [1, 1])
+        .with_stride([stride, stride])
+        .with_bias(false)
+        .with_initializer(conv_initializer())
+        .init(device)
+}
+
+/// ResNet basic block: conv3×3-BN-ReLU-conv3×3-BN, plus the identity or a 1×1-conv+BN
+/// projection, then ReLU.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    /// First 3×3 convolution (carries the block's stride).
+    pub conv1: Conv2d,
+    /// Batch norm after `conv1`.
+    pub bn1: BatchNorm,
+    /// Second 3×3 convolution.
+    pub conv2: Conv2d,
+    /// Batch norm after `conv2`.
+    pub bn2: BatchNorm,
+    /// Projection shortcut, present when the stride or the channel count changes.
+    /// A tuple so the parameter paths are `downsample.0.*` (conv) and `downsample.1.*` (BN).
+    pub downsample: Option<(Conv2d, BatchNorm)>,
+}
+
+impl BasicBlock {
+    /// Creates a block mapping `in_channels` to `out_channels`; a projection shortcut is
+    /// added when `stride != 1` or the channel counts differ.
+    pub fn new(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Self {
+        let downsample = (stride != 1 || in_channels != out_channels).then(|| {
+            (
+                conv1x1(in_channels, out_channels, stride, device),
+                BatchNormConfig::new(out_channels).init(device),
+            )
+        });
+        Self {
+            conv1: conv3x3(in_channels, out_channels, stride, device),
+            bn1: BatchNormConfig::new(out_channels).init(device),
+            conv2: conv3x3(out_channels, out_channels, 1, device),
+            bn2: BatchNormConfig::new(out_channels).init(device),
+            downsample,
+        }
+    }
+
+    /// `[B, C_in, H, W]` → `[B, C_out, H / stride, W / stride]`.
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.downsample {
+            Some((conv, bn)) => bn.forward(conv.forward(input.clone())),
+            None => input.clone(),
+        };
+        let x = relu(self.bn1.forward(self.conv1.forward(input)));
+        let x = self.bn2.forward(self.conv2.forward(x));
+        relu(x + identity)
+    }
+}
+
+/// A ResNet stage (`layerN`): `blocks` basic blocks, the first one with `stride`.
+pub fn make_layer(
+    in_channels: usize,
+    out_channels: usize,
+    blocks: usize,
+    stride: usize,
+    device: &Device,
+) -> Vec<BasicBlock> {
+    (0..blocks)
+        .map(|i| {
+            if i == 0 {
+                BasicBlock::new(in_channels, out_channels, stride, device)
+            } else {
+                BasicBlock::new(out_channels, out_channels, 1, device)
+            }
+        })
+        .collect()
+}
+
+/// Runs the blocks of a stage in order.
+pub fn forward_layer(layer: &[BasicBlock], input: Tensor<4>) -> Tensor<4> {
+    layer.iter().fold(input, |x, block| block.forward(x))
+}
+
+/// Configuration of [`Stem`].
+#[derive(Config, Debug)]
+pub struct StemConfig {
+    /// Channels of conv1 and conv2_x; conv3_x has twice as many. ResNet-18 = 64.
+    #[config(default = 64)]
+    pub width: usize,
+    /// Input channels (3 for RGB).
+    #[config(default = 3)]
+    pub in_channels: usize,
+}
+
+impl StemConfig {
+    /// Builds the stem on `device`.
+    pub fn init(&self, device: &Device) -> Stem {
+        let w = self.width;
+        Stem {
+            conv1: Conv2dConfig::new([self.in_channels, w], [7, 7])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .with_bias(false)
+                .with_initializer(conv_initializer())
+                .init(device),
+            bn1: BatchNormConfig::new(w).init(device),
+            maxpool: MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            layer1: make_layer(w, w, 2, 1, device),
+            layer2: make_layer(w, 2 * w, 2, 2, device),
+        }
+    }
+}
+
+/// ResNet-18's first stages: conv1 (7×7/2, no bias) + BN + ReLU + 3×3/2 max-pool,
+/// conv2_x (`layer1`, 2 blocks, `width` channels) and conv3_x (`layer2`, 2 blocks,
+/// `2 * width` channels, first block strided with a projection). Output stride 8.
+#[derive(Module, Debug)]
+pub struct Stem {
+    /// 7×7 stride-2 input convolution.
+    pub conv1: Conv2d,
+    /// Batch norm after `conv1`.
+    pub bn1: BatchNorm,
+    /// 3×3 stride-2 max pool.
+    pub maxpool: MaxPool2d,
+    /// conv2_x: two blocks at `width` channels, stride 1.
+    pub layer1: Vec<BasicBlock>,
+    /// conv3_x: two blocks at `2 * width` channels, stride 2.
+    pub layer2: Vec<BasicBlock>,
+}
+
+impl Stem {
+    /// `[B, C, H, W]` → conv3_x feature map `[B, 2 * width, H / 8, W / 8]`
+    /// (sizes rounded as in torchvision: 32 → 4, 128 → 16, 224 → 28).
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let x = relu(self.bn1.forward(self.conv1.forward(input)));
+        let x = self.maxpool.forward(x);
+        let x = forward_layer(&self.layer1, x);
+        forward_layer(&self.layer2, x)
+    }
+
+    /// Channels of the conv3_x output.
+    pub fn out_channels(&self) -> usize {
+        let block = self.layer2.last().expect("conv3_x has at least one block");
+        let [channels] = block.bn2.gamma.shape().dims();
+        channels
+    }
+}
+
+/// Global average pooling: `[B, C, H, W]` → `[B, C]` (exports as ONNX GlobalAveragePool +
+/// Reshape).
+pub fn global_avg_pool(input: Tensor<4>) -> Tensor<2> {
+    burn::tensor::module::adaptive_avg_pool2d(input, [1, 1]).flatten(1, 3)
+}
