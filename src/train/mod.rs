@@ -72,17 +72,26 @@ pub enum TrainError {
     Output(String),
 }
 
-/// The compute device for `trainer.device`, with autodiff for training.
+/// The compute device for `trainer.device`, with autodiff for training. GPU devices need a
+/// binary built with the `gpu-wgpu` / `gpu-cuda` features (`gpu` = both).
 pub fn training_device(cfg: &TrainerConfig) -> Result<Device, TrainError> {
+    let missing = |feature: &str| {
+        TrainError::Config(format!(
+            "trainer.device={:?} needs a binary built with `--features {feature}` (this one was \
+             not); use trainer.device=cpu or rebuild",
+            cfg.device
+        ))
+    };
     let device = match cfg.device {
         DeviceKind::Cpu => Device::flex(),
-        DeviceKind::Wgpu | DeviceKind::Cuda => {
-            return Err(TrainError::Config(format!(
-                "trainer.device={:?} needs a GPU build (Cargo feature `gpu`), which this binary \
-                 does not have; use trainer.device=cpu",
-                cfg.device
-            )))
-        }
+        #[cfg(feature = "gpu-wgpu")]
+        DeviceKind::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+        #[cfg(not(feature = "gpu-wgpu"))]
+        DeviceKind::Wgpu => return Err(missing("gpu-wgpu")),
+        #[cfg(feature = "gpu-cuda")]
+        DeviceKind::Cuda => Device::cuda(0),
+        #[cfg(not(feature = "gpu-cuda"))]
+        DeviceKind::Cuda => return Err(missing("gpu-cuda")),
     };
     device.seed(cfg.seed);
     Ok(device.autodiff())
