@@ -238,6 +238,33 @@ fn model_c_reconstructs_and_scores_test_images() {
 }
 
 #[test]
+fn model_c_with_an_ssim_term() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, dir) = train(&tiny(
+        "unet_ae",
+        &tmp.path().join("ssim"),
+        &["model.ssim_weight=0.5", "trainer.lr=0.01"],
+    ))
+    .unwrap();
+    assert!(
+        s.metrics.contains_key("val/ssim") && s.metrics.contains_key("val/mse"),
+        "{:?}",
+        s.metrics
+    );
+    let ssim = s.metrics["val/ssim"];
+    assert!(ssim > -1.0 && ssim <= 1.0, "SSIM out of range: {ssim}");
+    // loss = mse + 0.5 (1 - ssim)
+    let want = s.metrics["val/mse"] + 0.5 * (1.0 - ssim);
+    assert!(
+        (s.metrics["val/loss"] - want).abs() < 1e-3,
+        "{:?}",
+        s.metrics
+    );
+    let losses = epoch_losses(&dir, "train/loss");
+    assert!(losses[2] < losses[0], "{losses:?}");
+}
+
+#[test]
 fn a_diverging_run_stops_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("nan");

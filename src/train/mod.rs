@@ -552,6 +552,11 @@ pub fn train_job(
         }
         ModelConfig::UnetAe(m) => {
             check_unet_size(side, m.depth)?;
+            if m.ssim_weight > 0.0 && side < 7 {
+                return Err(TrainError::Config(
+                    "model.ssim_weight needs images of at least 7 px".into(),
+                ));
+            }
             let model: UNet = UNetConfig::new(side)
                 .with_depth(m.depth)
                 .with_base_width(m.base_width)
@@ -559,8 +564,13 @@ pub fn train_job(
                 .with_latent_dim(m.latent_dim)
                 .init(&device);
             let params = model.num_params();
+            let std = cfg.data.preprocess.std;
+            let task = AutoencoderTask {
+                ssim_weight: m.ssim_weight,
+                data_range: 3.0 / (std[0] + std[1] + std[2]) as f64,
+            };
             let outcome = fit(
-                &AutoencoderTask,
+                &task,
                 model,
                 &data,
                 &cfg.trainer,

@@ -189,9 +189,43 @@ impl TaskModule for DistillTask {
     }
 }
 
-/// Model C: reconstruction loss (MSE in normalized space).
-#[derive(Debug, Default)]
-pub struct AutoencoderTask;
+/// Model C: reconstruction loss, MSE in normalized space plus an optional SSIM term:
+/// `loss = mse + ssim_weight · (1 − SSIM)`.
+#[derive(Debug, Clone)]
+pub struct AutoencoderTask {
+    /// Weight of the `1 − SSIM` term (0 = MSE only).
+    pub ssim_weight: f64,
+    /// Dynamic range of the normalized pixels (1/std for [0, 1] images), for SSIM's constants.
+    pub data_range: f64,
+}
+
+impl Default for AutoencoderTask {
+    fn default() -> Self {
+        Self {
+            ssim_weight: 0.0,
+            data_range: 1.0 / 0.226,
+        }
+    }
+}
+
+/// `1 − mean SSIM` over 7×7 box windows (stride 1, no padding), with the usual constants
+/// `C1 = (0.01·range)²`, `C2 = (0.03·range)²`. Images must be at least 7 px.
+pub fn ssim_loss(x: Tensor<4>, y: Tensor<4>, data_range: f64) -> Tensor<1> {
+    use burn::tensor::module::avg_pool2d;
+    use burn::tensor::ops::AvgPoolOptions;
+    let pool = |t: Tensor<4>| avg_pool2d(t, AvgPoolOptions::new([7, 7]).with_stride([1, 1]));
+    let c1 = (0.01 * data_range).powi(2);
+    let c2 = (0.03 * data_range).powi(2);
+    let mx = pool(x.clone());
+    let my = pool(y.clone());
+    let sxx = pool(x.clone() * x.clone()) - mx.clone() * mx.clone();
+    let syy = pool(y.clone() * y.clone()) - my.clone() * my.clone();
+    let sxy = pool(x * y) - mx.clone() * my.clone();
+    let num = (mx.clone() * my.clone()).mul_scalar(2.0).add_scalar(c1)
+        * sxy.mul_scalar(2.0).add_scalar(c2);
+    let den = (mx.clone() * mx + my.clone() * my).add_scalar(c1) * (sxx + syy).add_scalar(c2);
+    (num / den).mean().neg().add_scalar(1.0)
+}
 
 /// Per-image mean squared reconstruction error `[B]`.
 pub fn per_image_error(reconstruction: Tensor<4>, input: Tensor<4>) -> Vec<f64> {
@@ -216,9 +250,20 @@ impl TaskModule for AutoencoderTask {
 
     fn training_step(&self, model: &UNet, batch: &Batch) -> (Tensor<1>, Metrics) {
         let out = model.forward(batch.images.clone());
-        let loss =
-            MseLoss::new().forward(out.reconstruction, batch.images.clone(), Reduction::Mean);
+        let mse = MseLoss::new().forward(
+            out.reconstruction.clone(),
+            batch.images.clone(),
+            Reduction::Mean,
+        );
         let mut m = Metrics::default();
+        m.add("mse", scalar(&mse), batch.len());
+        let loss = if self.ssim_weight > 0.0 {
+            let ssim = ssim_loss(out.reconstruction, batch.images.clone(), self.data_range);
+            m.add("ssim", 1.0 - scalar(&ssim), batch.len());
+            mse + ssim.mul_scalar(self.ssim_weight)
+        } else {
+            mse
+        };
         m.add("loss", scalar(&loss), batch.len());
         (loss, m)
     }
