@@ -80,9 +80,11 @@ mod tests {
     }
 
     #[test]
-    fn the_stem_is_much_cheaper_than_the_teacher() {
-        let a = super::classifier(64, None, 10, 128);
-        let t = super::resnet18(10, 128);
-        assert!(a * 2 < t, "{a} vs {t}");
+    fn the_stem_costs_about_half_the_teacher() {
+        // ResNet-18 spends its FLOPs evenly across stages: conv1..conv3_x is ~55 % of them
+        // (while holding only ~6 % of the parameters).
+        let a = super::classifier(64, None, 10, 128) as f64;
+        let t = super::resnet18(10, 128) as f64;
+        assert!((0.45..0.65).contains(&(a / t)), "{a} vs {t}");
     }
 }
