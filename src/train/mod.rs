@@ -25,7 +25,7 @@ use crate::models::{
 };
 use data::{DataModule, ImageDataModule};
 use summary::RunSummary;
-use task::{AutoencoderTask, ClassifierTask, DistillTask, Metrics, TaskModule};
+use task::{AutoencoderTask, ClassifierTask, DistillTask, TeacherTask};
 use trainer::{fit, FitOutcome, ResumePoint};
 
 /// Everything that can end a training run.
@@ -355,44 +355,6 @@ fn prepare_teacher(
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", cache.display())))?;
     }
     Ok(outcome.best)
-}
-
-/// The teacher trained as a plain classifier.
-#[derive(Debug, Default)]
-pub struct TeacherTask;
-
-impl TaskModule for TeacherTask {
-    type Model = ResNet18;
-
-    fn name(&self) -> &'static str {
-        "teacher_resnet18"
-    }
-
-    fn training_step(&self, model: &ResNet18, batch: &data::Batch) -> (Tensor<1>, Metrics) {
-        let out = model.forward(batch.images.clone());
-        let loss = burn::nn::loss::CrossEntropyLossConfig::new()
-            .init(&out.logits.device())
-            .forward(out.logits.clone(), batch.targets.clone());
-        let mut m = Metrics::default();
-        let n = batch.len();
-        m.add("loss", loss.clone().into_scalar::<f32>() as f64, n);
-        let pred = out.logits.argmax(1).flatten::<1>(0, 1);
-        let correct = pred
-            .equal(batch.targets.clone())
-            .int()
-            .sum()
-            .into_scalar::<i64>();
-        m.add("accuracy", correct as f64 / n.max(1) as f64, n);
-        (loss, m)
-    }
-
-    fn validation_step(&self, model: &ResNet18, batch: &data::Batch) -> Metrics {
-        self.training_step(model, batch).1
-    }
-
-    fn test_step(&self, model: &ResNet18, batch: &data::Batch) -> Metrics {
-        self.training_step(model, batch).1
-    }
 }
 
 /// Finish a run: figures, logger, summary.

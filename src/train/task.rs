@@ -16,7 +16,7 @@ use burn::prelude::*;
 
 use super::data::Batch;
 use crate::config::schema::{OptimizerKind, TrainerConfig};
-use crate::models::{Classifier, Distiller, UNet};
+use crate::models::{Classifier, Distiller, ResNet18, UNet};
 
 /// Sums of per-image metric values, averaged at the end of an epoch.
 #[derive(Debug, Clone, Default)]
@@ -153,6 +153,41 @@ impl TaskModule for ClassifierTask {
     }
 
     fn test_step(&self, model: &Classifier, batch: &Batch) -> Metrics {
+        self.training_step(model, batch).1
+    }
+}
+
+/// The ResNet-18 teacher, trained (or fine-tuned) as a plain classifier before distilling.
+#[derive(Debug, Default)]
+pub struct TeacherTask;
+
+impl TaskModule for TeacherTask {
+    type Model = ResNet18;
+
+    fn name(&self) -> &'static str {
+        "teacher_resnet18"
+    }
+
+    fn training_step(&self, model: &ResNet18, batch: &Batch) -> (Tensor<1>, Metrics) {
+        let out = model.forward(batch.images.clone());
+        let loss = CrossEntropyLossConfig::new()
+            .init(&out.logits.device())
+            .forward(out.logits.clone(), batch.targets.clone());
+        let mut m = Metrics::default();
+        m.add("loss", scalar(&loss), batch.len());
+        m.add(
+            "accuracy",
+            accuracy(&out.logits, &batch.targets),
+            batch.len(),
+        );
+        (loss, m)
+    }
+
+    fn validation_step(&self, model: &ResNet18, batch: &Batch) -> Metrics {
+        self.training_step(model, batch).1
+    }
+
+    fn test_step(&self, model: &ResNet18, batch: &Batch) -> Metrics {
         self.training_step(model, batch).1
     }
 }
