@@ -73,10 +73,16 @@ pub trait TaskModule {
     fn name(&self) -> &'static str;
     /// Loss (to backpropagate) and metrics of one training batch.
     fn training_step(&self, model: &Self::Model, batch: &Batch) -> (Tensor<1>, Metrics);
-    /// Metrics of one validation batch (model in eval mode, no autodiff).
-    fn validation_step(&self, model: &Self::Model, batch: &Batch) -> Metrics;
-    /// Metrics of one test batch (good and defective images).
-    fn test_step(&self, model: &Self::Model, batch: &Batch) -> Metrics;
+    /// Metrics of one validation batch (model in eval mode, no autodiff); by default the
+    /// training step's metrics.
+    fn validation_step(&self, model: &Self::Model, batch: &Batch) -> Metrics {
+        self.training_step(model, batch).1
+    }
+    /// Metrics of one test batch (good and defective images); by default the training
+    /// step's metrics.
+    fn test_step(&self, model: &Self::Model, batch: &Batch) -> Metrics {
+        self.training_step(model, batch).1
+    }
     /// The optimizer for this task.
     fn configure_optimizers(&self, cfg: &TrainerConfig) -> ModuleOptimizer {
         build_optimizer(cfg)
@@ -122,6 +128,17 @@ fn accuracy(logits: &Tensor<2>, targets: &Tensor<1, Int>) -> f64 {
     correct as f64 / n as f64
 }
 
+/// Cross-entropy loss and accuracy of `logits` against the batch's category targets.
+fn cross_entropy_step(logits: Tensor<2>, batch: &Batch) -> (Tensor<1>, Metrics) {
+    let loss = CrossEntropyLossConfig::new()
+        .init(&logits.device())
+        .forward(logits.clone(), batch.targets.clone());
+    let mut m = Metrics::default();
+    m.add("loss", scalar(&loss), batch.len());
+    m.add("accuracy", accuracy(&logits, &batch.targets), batch.len());
+    (loss, m)
+}
+
 /// Model A: cross-entropy over the categories.
 #[derive(Debug, Default)]
 pub struct ClassifierTask;
@@ -134,26 +151,7 @@ impl TaskModule for ClassifierTask {
     }
 
     fn training_step(&self, model: &Classifier, batch: &Batch) -> (Tensor<1>, Metrics) {
-        let out = model.forward(batch.images.clone());
-        let loss = CrossEntropyLossConfig::new()
-            .init(&out.logits.device())
-            .forward(out.logits.clone(), batch.targets.clone());
-        let mut m = Metrics::default();
-        m.add("loss", scalar(&loss), batch.len());
-        m.add(
-            "accuracy",
-            accuracy(&out.logits, &batch.targets),
-            batch.len(),
-        );
-        (loss, m)
-    }
-
-    fn validation_step(&self, model: &Classifier, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
-    }
-
-    fn test_step(&self, model: &Classifier, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
+        cross_entropy_step(model.forward(batch.images.clone()).logits, batch)
     }
 }
 
@@ -169,26 +167,7 @@ impl TaskModule for TeacherTask {
     }
 
     fn training_step(&self, model: &ResNet18, batch: &Batch) -> (Tensor<1>, Metrics) {
-        let out = model.forward(batch.images.clone());
-        let loss = CrossEntropyLossConfig::new()
-            .init(&out.logits.device())
-            .forward(out.logits.clone(), batch.targets.clone());
-        let mut m = Metrics::default();
-        m.add("loss", scalar(&loss), batch.len());
-        m.add(
-            "accuracy",
-            accuracy(&out.logits, &batch.targets),
-            batch.len(),
-        );
-        (loss, m)
-    }
-
-    fn validation_step(&self, model: &ResNet18, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
-    }
-
-    fn test_step(&self, model: &ResNet18, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
+        cross_entropy_step(model.forward(batch.images.clone()).logits, batch)
     }
 }
 
@@ -213,14 +192,6 @@ impl TaskModule for DistillTask {
         m.add("feature_mse", scalar(&loss.feature), n);
         m.add("accuracy", accuracy(&out.logits, &batch.targets), n);
         (loss.total, m)
-    }
-
-    fn validation_step(&self, model: &Distiller, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
-    }
-
-    fn test_step(&self, model: &Distiller, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
     }
 }
 
@@ -301,10 +272,6 @@ impl TaskModule for AutoencoderTask {
         };
         m.add("loss", scalar(&loss), batch.len());
         (loss, m)
-    }
-
-    fn validation_step(&self, model: &UNet, batch: &Batch) -> Metrics {
-        self.training_step(model, batch).1
     }
 
     fn test_step(&self, model: &UNet, batch: &Batch) -> Metrics {
