@@ -69,6 +69,101 @@ Examples:
   defectkit train trainer.resume=last                    # continue the newest run
   defectkit train -m +experiment=sweep_scratch           # a sweep: table in multirun/<date>/<time>/sweep.md")]
     Train(TrainArgs),
+    /// Export a trained run to ONNX: model.onnx (dynamic batch, outputs `logits` or
+    /// `reconstruction`, and `embedding`) and model.json (preprocessing, classes, ...).
+    #[cfg(feature = "train")]
+    #[command(after_help = "\
+Examples:
+  defectkit export outputs/main/a                      # -> exports/a/model.onnx, model.json
+  defectkit export outputs/main/b --out exports/b
+  defectkit export outputs/main/b --teacher --out exports/teacher")]
+    Export(ExportArgs),
+    /// Run the data set's splits through an exported model (ONNX Runtime) and store the
+    /// embeddings, labels and (autoencoders) reconstruction errors in HDF5.
+    #[command(after_help = "\
+Examples:
+  defectkit embed --model exports/a/model.onnx --out exports/a/embeddings.h5
+  defectkit embed --model exports/c/model.onnx --out c.h5 --splits test --batch-size 64
+  defectkit embed --model m.onnx --out m.h5 --root ~/mvtec_ad data=mvtec --ep cuda")]
+    Embed(EmbedArgs),
+}
+
+#[cfg(feature = "train")]
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The training run dir (holds .hydra/, checkpoints/, summary.json).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
+    /// Output folder (default: exports/<run dir name>, or exports/<name>-teacher).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Export model B's ResNet-18 teacher instead of the student.
+    #[arg(long)]
+    teacher: bool,
+    /// Skip the check that ONNX Runtime reproduces Burn's outputs.
+    #[arg(long)]
+    no_check: bool,
+    /// The ONNX Runtime library for the check (default: ORT_DYLIB_PATH or .cache/onnxruntime).
+    #[arg(long, value_name = "FILE")]
+    ort_lib: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EmbedArgs {
+    /// The exported model (model.onnx, or a quantized variant).
+    #[arg(long, value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// The HDF5 file to write (replaced atomically).
+    #[arg(long, value_name = "FILE.h5")]
+    out: PathBuf,
+    /// Data set root (default: data.root of the config).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Splits to embed.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "train,val,test",
+        value_name = "A,B"
+    )]
+    splits: Vec<String>,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    batch_size: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Overrides (see `defectkit --help`).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "OVERRIDES"
+    )]
+    overrides: Vec<String>,
+}
+
+/// ONNX Runtime session options shared by the deployment verbs.
+#[derive(Debug, Args)]
+struct RuntimeArgs {
+    /// Execution provider: cpu, cuda or tensorrt (GPU providers need a build with
+    /// `--features ort-gpu`; one that cannot load is an error, not a CPU fallback).
+    #[arg(long, default_value = "cpu", value_name = "EP")]
+    ep: defectkit::runtime::ExecutionProvider,
+    /// Intra-op threads (default: ONNX Runtime's choice, all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH, else .cache/onnxruntime/).
+    #[arg(long, value_name = "FILE")]
+    ort_lib: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    fn options(&self) -> defectkit::runtime::RuntimeOptions {
+        defectkit::runtime::RuntimeOptions {
+            ep: self.ep,
+            threads: self.threads,
+            library: self.ort_lib.clone(),
+        }
+    }
 }
 
 #[cfg(feature = "train")]
@@ -232,6 +327,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => {
             let loader = Loader::new(&config_dir, &cli.config_name, "train")?;
             cmd_train(&loader, cli.multirun, args)
+        }
+        #[cfg(feature = "train")]
+        Command::Export(args) => {
+            no_multirun(cli.multirun, "export")?;
+            cmd_export(args)
+        }
+        Command::Embed(args) => {
+            no_multirun(cli.multirun, "embed")?;
+            let loader = Loader::new(&config_dir, &cli.config_name, "embed")?;
+            cmd_embed(&loader, args)
         }
         Command::Data(DataCommand::Check(args)) => {
             no_multirun(cli.multirun, "data check")?;
@@ -462,4 +567,149 @@ fn cmd_train(loader: &Loader, multirun: bool, args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(feature = "train")]
+fn cmd_export(args: ExportArgs) -> Result<()> {
+    use defectkit::export::{export_run, load_run, parity_with_runtime, ExportTarget};
+    let target = if args.teacher {
+        ExportTarget::Teacher
+    } else {
+        ExportTarget::Model
+    };
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            let name = args
+                .run_dir
+                .canonicalize()
+                .unwrap_or_else(|_| args.run_dir.clone())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let name = if args.teacher {
+                format!("{name}-teacher")
+            } else {
+                name
+            };
+            PathBuf::from("exports").join(name)
+        }
+    };
+    let report = export_run(&args.run_dir, &out, target)
+        .with_context(|| format!("exporting {}", args.run_dir.display()))?;
+    let m = &report.metadata;
+    println!(
+        "exported {} ({} classes, input [batch, {}, {}, {}], embedding {}, opset {}): {} ({:.2} MB)",
+        m.kind.as_str(),
+        m.classes.len(),
+        m.input_shape[0],
+        m.input_shape[1],
+        m.input_shape[2],
+        m.embedding_dim,
+        m.opset,
+        report.onnx.display(),
+        report.bytes as f64 / 1e6
+    );
+    println!("metadata: {}", report.json.display());
+    if args.no_check {
+        return Ok(());
+    }
+    let opts = defectkit::runtime::RuntimeOptions {
+        library: args.ort_lib,
+        ..Default::default()
+    };
+    let device = burn::prelude::Device::flex();
+    let run = load_run(&args.run_dir, target, &device)?;
+    match parity_with_runtime(&run.network, &report.onnx, 2, 0, &opts) {
+        Ok((primary, embedding)) => {
+            println!(
+                "check: ONNX Runtime vs Burn on 2 random inputs: max |diff| {} {:.2e} (values up to {:.1}), embedding {:.2e} (values up to {:.1})",
+                m.kind.primary_output(),
+                primary.max_abs_diff,
+                primary.max_abs_value,
+                embedding.max_abs_diff,
+                embedding.max_abs_value
+            );
+            if !(primary.within(1e-4) && embedding.within(1e-4)) {
+                bail!(
+                    "ONNX Runtime's outputs differ from Burn's by more than 1e-4 (relative to \
+                     their magnitude); the export is not faithful (please report this with the \
+                     run dir)"
+                );
+            }
+        }
+        Err(defectkit::runtime::RuntimeError::LibraryMissing { .. }) => eprintln!(
+            "warning: skipped the ONNX Runtime check: its library is not installed (run `{}`)",
+            defectkit::runtime::INSTALL_HINT
+        ),
+        Err(e) => return Err(e).context("checking the export with ONNX Runtime"),
+    }
+    Ok(())
+}
+
+fn cmd_embed(loader: &Loader, args: EmbedArgs) -> Result<()> {
+    use defectkit::data::mvtec::Split;
+    use defectkit::embed::{embed, EmbedOptions};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let composed = loader.compose(&args.overrides)?;
+    let cfg = loader.typed(&composed)?;
+    let splits = args
+        .splits
+        .iter()
+        .map(|s| match s.as_str() {
+            "train" => Ok(Split::Train),
+            "val" => Ok(Split::Val),
+            "test" => Ok(Split::Test),
+            other => bail!("unknown split {other:?} (expected train, val, test)"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while stopping kills the process the usual way.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: stopping after this batch; nothing will be written");
+        });
+    }
+    let opts = EmbedOptions {
+        model: args.model.clone(),
+        root: args.root,
+        out: args.out.clone(),
+        runtime: args.runtime.options(),
+        batch_size: args.batch_size,
+        splits,
+        progress: progress_enabled(),
+    };
+    match embed(&cfg.data, &opts, &cancel) {
+        Ok(report) => {
+            let counts: Vec<String> = report
+                .counts
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.as_str()))
+                .collect();
+            println!(
+                "embedded {} with {} in {:.1} s: {}",
+                counts.join(", "),
+                args.model.display(),
+                report.seconds,
+                report.out.display()
+            );
+            if !report.skipped.is_empty() {
+                eprintln!(
+                    "warning: {} unreadable images skipped",
+                    report.skipped.len()
+                );
+            }
+            Ok(())
+        }
+        Err(defectkit::embed::EmbedError::Interrupted) => {
+            eprintln!("embed: interrupted; {} was not written", args.out.display());
+            std::process::exit(130);
+        }
+        Err(e) => Err(e).with_context(|| format!("embedding with {}", args.model.display())),
+    }
 }

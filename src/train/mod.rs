@@ -252,7 +252,11 @@ fn write_recon_grid(
 }
 
 /// Where a teacher trained here is cached, keyed by everything that shapes it.
-fn teacher_cache_path(cfg: &Config, classes: &[String], teacher: &TeacherConfig) -> PathBuf {
+pub(crate) fn teacher_cache_path(
+    cfg: &Config,
+    classes: &[String],
+    teacher: &TeacherConfig,
+) -> PathBuf {
     let key = format!(
         "{}|{:?}|{:?}|{}|{}|{}|{}|{}",
         cfg.data.root.display(),
@@ -369,6 +373,7 @@ fn finish_run<M>(
     parameters: usize,
     flops_per_image: u64,
     extra_figure: Option<PathBuf>,
+    classes: &[String],
 ) -> Result<RunSummary, TrainError> {
     let curve = write_loss_curve(run_dir, &outcome.history, outcome.best_epoch)?;
     logger.log_image("curves/loss", &curve);
@@ -390,6 +395,7 @@ fn finish_run<M>(
         wall_seconds: outcome.seconds,
         metrics,
         best_checkpoint: PathBuf::from("checkpoints/best.bpk"),
+        classes: classes.to_vec(),
     };
     summary
         .write(run_dir)
@@ -475,6 +481,7 @@ pub fn train_job(
                 params,
                 flops::classifier(m.width, hidden, n_classes, side),
                 None,
+                data.class_names(),
             )
         }
         ModelConfig::CnnDistilled(m) => {
@@ -510,6 +517,7 @@ pub fn train_job(
                 params,
                 flops::classifier(m.width, hidden, n_classes, side),
                 None,
+                data.class_names(),
             )
         }
         ModelConfig::UnetAe(m) => {
@@ -559,12 +567,13 @@ pub fn train_job(
                     false,
                 ),
                 Some(grid),
+                data.class_names(),
             )
         }
     }
 }
 
-fn classifier_config(
+pub(crate) fn classifier_config(
     n_classes: usize,
     width: usize,
     hidden: Option<usize>,

@@ -34,6 +34,10 @@ pub struct RunSummary {
     pub metrics: std::collections::BTreeMap<String, f64>,
     /// Best checkpoint, relative to the run dir.
     pub best_checkpoint: PathBuf,
+    /// The categories trained on, in logit order (recorded for export; empty in runs made
+    /// before it was recorded).
+    #[serde(default)]
+    pub classes: Vec<String>,
 }
 
 impl RunSummary {
