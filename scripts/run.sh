@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (synthetic data): set up, build, generate the
-# synthetic MVTec-like set, check it, train A, C and B briefly. Later stages (export,
-# embed, ...) join here.
+# synthetic MVTec-like set, check it, train A, C and B briefly, export each to ONNX and
+# embed the data set's splits with ONNX Runtime into HDF5. Later stages join here.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,3 +21,16 @@ echo "== train C (unet_ae)"
 dk train model=unet_ae trainer=fast hydra.run.dir=outputs/main/c
 echo "== train B (cnn_distilled; teacher trained here: no pretrained weights on this machine)"
 dk train model=cnn_distilled trainer=fast model.teacher.train_epochs=3 hydra.run.dir=outputs/main/b
+
+# Export each model (and B's teacher) to ONNX; each export checks ONNX Runtime against Burn.
+for m in a b c; do
+  echo "== export $m"
+  dk export "outputs/main/$m" --out "exports/main/$m"
+done
+echo "== export b --teacher"
+dk export outputs/main/b --teacher --out exports/main/teacher
+# Embeddings of train/val/test for the anomaly and clustering stages.
+for m in a b c teacher; do
+  echo "== embed $m"
+  dk embed --model "exports/main/$m/model.onnx" --out "exports/main/$m/embeddings.h5"
+done
