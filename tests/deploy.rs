@@ -95,7 +95,7 @@ fn networks(device: &Device) -> Vec<(&'static str, Network)> {
                 UNetConfig::new(SIDE)
                     .with_depth(2)
                     .with_base_width(8)
-                    .with_latent_dim(16)
+                    .with_latent_dim(24)
                     .init(device),
             )),
         ),
@@ -338,8 +338,8 @@ fn embed_writes_the_documented_schema() {
         let spec: PreprocessSpec = serde_json::from_str(&a.preprocess).unwrap();
         assert_eq!(spec, PreprocessSpec::imagenet(SIDE as u32));
         let dim = a.embedding_dim;
-        // C: z (latent_dim 16); A: pooled conv3_x, twice the width (8).
-        assert_eq!(dim, if is_ae { 16 } else { 2 * 8 });
+        // C: z (latent_dim 24); A: pooled conv3_x, twice the width (8).
+        assert_eq!(dim, if is_ae { 24 } else { 2 * 8 });
         for split in [Split::Train, Split::Val, Split::Test] {
             let r = store.split(split.as_str()).unwrap();
             assert_eq!(r.len(), index.count(split), "{name} {split:?}");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn_onnx::export::OnnxExporter;
 
-use crate::config::schema::{Config, ModelConfig};
+use crate::config::schema::{Config, HeadConfig, ModelConfig};
 use crate::models::{Classifier, ResNet18, ResNet18Config, UNet, UNetConfig};
 use crate::onnx::{self as onnxfile, ModelKind, ModelMetadata, ModelProto, OnnxError, Precision};
 use crate::train::summary::RunSummary;
@@ -303,32 +303,20 @@ pub fn load_run(
     let n = classes.len();
     let side = config.data.preprocess.input_size() as usize;
     let ckpt = checkpoint_dir(run_dir);
+    let classifier = |kind: ModelKind, width: usize, head: &HeadConfig, file: &str| {
+        let hidden = (head.hidden > 0).then_some(head.hidden);
+        let model = crate::train::classifier_config(n, width, hidden, head.dropout).init(device);
+        let path = ckpt.join(file);
+        let loaded = load_checkpoint(model, &path)?;
+        Ok::<_, ExportError>((Network::Classifier(kind, Box::new(loaded)), path))
+    };
     let (network, checkpoint) = match (&config.model, target) {
         (ModelConfig::CnnScratch(m), ExportTarget::Model) => {
-            let hidden = (m.head.hidden > 0).then_some(m.head.hidden);
-            let model =
-                crate::train::classifier_config(n, m.width, hidden, m.head.dropout).init(device);
-            let path = ckpt.join("best.bpk");
-            (
-                Network::Classifier(
-                    ModelKind::CnnScratch,
-                    Box::new(load_checkpoint(model, &path)?),
-                ),
-                path,
-            )
+            classifier(ModelKind::CnnScratch, m.width, &m.head, "best.bpk")?
         }
+        // B's deployable model is the student alone (saved apart from the distiller).
         (ModelConfig::CnnDistilled(m), ExportTarget::Model) => {
-            let hidden = (m.head.hidden > 0).then_some(m.head.hidden);
-            let model =
-                crate::train::classifier_config(n, m.width, hidden, m.head.dropout).init(device);
-            let path = ckpt.join("student.bpk");
-            (
-                Network::Classifier(
-                    ModelKind::CnnDistilled,
-                    Box::new(load_checkpoint(model, &path)?),
-                ),
-                path,
-            )
+            classifier(ModelKind::CnnDistilled, m.width, &m.head, "student.bpk")?
         }
         (ModelConfig::CnnDistilled(m), ExportTarget::Teacher) => {
             let here = checkpoint_dir(&run_dir.join("teacher")).join("best.bpk");
