@@ -14,21 +14,23 @@ echo "== data synth"
 dk data synth --if-changed
 echo "== data check"
 dk data check
-# Short training runs of the three models (trainer=fast: 3 epochs).
+# Short training runs of the three models (trainer=fast: 3 epochs), in a fresh folder per
+# invocation (a run dir is never overwritten; exports below read exactly these runs).
+RUNS="outputs/main/$(date +%Y-%m-%d_%H-%M-%S)"
 echo "== train A (cnn_scratch)"
-dk train trainer=fast hydra.run.dir=outputs/main/a
+dk train trainer=fast hydra.run.dir="$RUNS/a"
 echo "== train C (unet_ae)"
-dk train model=unet_ae trainer=fast hydra.run.dir=outputs/main/c
+dk train model=unet_ae trainer=fast hydra.run.dir="$RUNS/c"
 echo "== train B (cnn_distilled; teacher trained here: no pretrained weights on this machine)"
-dk train model=cnn_distilled trainer=fast model.teacher.train_epochs=3 hydra.run.dir=outputs/main/b
+dk train model=cnn_distilled trainer=fast model.teacher.train_epochs=3 hydra.run.dir="$RUNS/b"
 
 # Export each model (and B's teacher) to ONNX; each export checks ONNX Runtime against Burn.
 for m in a b c; do
   echo "== export $m"
-  dk export "outputs/main/$m" --out "exports/main/$m"
+  dk export "$RUNS/$m" --out "exports/main/$m"
 done
 echo "== export b --teacher"
-dk export outputs/main/b --teacher --out exports/main/teacher
+dk export "$RUNS/b" --teacher --out exports/main/teacher
 # Embeddings of train/val/test for the anomaly and clustering stages.
 for m in a b c teacher; do
   echo "== embed $m"

@@ -58,8 +58,8 @@ struct Args {
     /// Model C: number of down/up-sampling levels.
     #[arg(long, default_value_t = 4)]
     unet_depth: usize,
-    /// Model C: channels of the first level.
-    #[arg(long, default_value_t = 32)]
+    /// Model C: channels of the first level (conf/model/unet_ae.yaml's default).
+    #[arg(long, default_value_t = 16)]
     unet_base_width: usize,
     /// Model C: latent size.
     #[arg(long, default_value_t = 128)]
