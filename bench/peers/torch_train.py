@@ -181,7 +181,7 @@ def main() -> None:
     p.add_argument("--target-seconds", type=float, default=15.0)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--unet-depth", type=int, default=4)
-    p.add_argument("--unet-base-width", type=int, default=32)
+    p.add_argument("--unet-base-width", type=int, default=16)
     p.add_argument("--unet-latent-dim", type=int, default=128)
     p.add_argument("--unet-skip", choices=["true", "false"], default="false")
     p.add_argument("--threads", type=int, default=os.cpu_count())

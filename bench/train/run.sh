@@ -42,6 +42,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/defectkit/target}
 
 CONF_SKIP=$(awk -F: '/^skip_connections:/ { sub(/#.*/, "", $2); gsub(/[ \t]/, "", $2); print $2 }' conf/model/unet_ae.yaml)
 CONF_SKIP=${CONF_SKIP:-false}
+# Model C's widths come from the config and go explicitly to both sides, so the two
+# frameworks always time the same network.
+conf_value() { awk -F: -v k="$1" '$1 == k { sub(/#.*/, "", $2); gsub(/[ \t]/, "", $2); print $2 }' conf/model/unet_ae.yaml; }
+UNET_DEPTH=$(conf_value depth)
+UNET_BASE_WIDTH=$(conf_value base_width)
+UNET_LATENT=$(conf_value latent_dim)
 if [ -z "${UNET_SKIPS:-}" ]; then
     UNET_SKIPS="false"
     [ "$CONF_SKIP" = "true" ] && UNET_SKIPS="false true"
@@ -68,7 +74,8 @@ BURN_VERSION=$(awk '/^name = "burn"$/ { getline; gsub(/[^0-9.]/, ""); print; exi
 # 3. Both peers, interleaved per case.
 RAW=$(mktemp)
 trap 'rm -f "$RAW" "$OUT.tmp"' EXIT
-COMMON=(--batch "$BATCH" --warmup "$WARMUP" --steps "$STEPS" --target-seconds "$TARGET_SECONDS")
+COMMON=(--batch "$BATCH" --warmup "$WARMUP" --steps "$STEPS" --target-seconds "$TARGET_SECONDS"
+        --unet-depth "$UNET_DEPTH" --unet-base-width "$UNET_BASE_WIDTH" --unet-latent-dim "$UNET_LATENT")
 for model in $MODELS; do
     skips="false"
     [ "$model" = "C" ] && skips="$UNET_SKIPS"
@@ -92,6 +99,7 @@ mkdir -p "$(dirname "$OUT")"
 RAW="$RAW" DATE="$DATE" CMD="$CMD" LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" \
 NPROC=$(nproc) CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
 BURN_VERSION="$BURN_VERSION" TORCH_VERSION="$TORCH_VERSION" CONF_SKIP="$CONF_SKIP" \
+UNET_DEPTH="$UNET_DEPTH" UNET_BASE_WIDTH="$UNET_BASE_WIDTH" UNET_LATENT="$UNET_LATENT" \
 TORCH_THREADS="$TORCH_THREADS" \
 "$PY" - >"$OUT.tmp" <<'EOF'
 import json, os
@@ -144,8 +152,8 @@ for k in sorted(by, key=lambda k: (k[0], k[1] is True, k[2])):
     print(f"| {model} | {k[2]}² | {b} | {di} | {pi} | {ratio} | {steps} | {ld} |")
 
 print("\nModels: A = ResNet-18 conv1..layer2 + global average pool + Linear(10), width 64")
-print("(`ClassifierConfig::new(10).with_width(64)`); C = U-Net autoencoder, depth 4, base width 32,")
-print("latent 128, flattened bottleneck, nearest ×2 upsample + conv, identity output")
+print(f"(`ClassifierConfig::new(10).with_width(64)`); C = U-Net autoencoder, depth {env['UNET_DEPTH']}, base width {env['UNET_BASE_WIDTH']},")
+print(f"latent {env['UNET_LATENT']}, flattened bottleneck, nearest ×2 upsample + conv, identity output")
 print(f"(`UNetConfig`; conf/model/unet_ae.yaml has skip_connections: {env['CONF_SKIP']}, the")
 print("`UNetConfig` default is off). AdamW: lr 1e-3, betas 0.9/0.999, eps 1e-5, weight decay 1e-4")
 print("(Burn's defaults, matched in PyTorch).\n")
