@@ -500,6 +500,16 @@ fn bad_input_gives_clear_errors() {
     assert!(!ok);
     assert!(stderr.contains("scripts/setup-ort.sh"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // A file that is not a shared library at all.
+    let fake_lib = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake_lib, b"not an ELF file").unwrap();
+    let (ok, _, stderr) = run(base(&["--ort-lib", &fake_lib.display().to_string()]));
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot load the ONNX Runtime library"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
     if !cfg!(feature = "ort-gpu") {
         let (ok, _, stderr) = run(base(&["--ep", "cuda"]));
         assert!(!ok);

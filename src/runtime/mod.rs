@@ -177,34 +177,34 @@ pub fn library_path(explicit: Option<&Path>) -> Result<PathBuf, RuntimeError> {
         })
 }
 
-static ENVIRONMENT: OnceLock<Result<(PathBuf, Environment), String>> = OnceLock::new();
+type LoadedEnvironment = Result<(PathBuf, Environment), (PathBuf, String)>;
+
+static ENVIRONMENT: OnceLock<LoadedEnvironment> = OnceLock::new();
 
 /// Loads the library and creates the process-wide ONNX Runtime environment, once. Later
-/// calls reuse it (the first library loaded stays loaded).
+/// calls reuse it (the first library loaded stays loaded, as does a failure to load it).
 pub fn environment(library: Option<&Path>) -> Result<&'static Environment, RuntimeError> {
-    if let Some(done) = ENVIRONMENT.get() {
-        return done
-            .as_ref()
-            .map(|(_, env)| env)
-            .map_err(|reason| RuntimeError::LibraryLoad {
-                path: library.map(Path::to_path_buf).unwrap_or_default(),
-                reason: reason.clone(),
-            });
-    }
-    let path = library_path(library)?;
-    let result = ENVIRONMENT.get_or_init(|| {
-        let builder = ort::init_from(&path).map_err(|e| e.to_string())?;
-        let env = builder
-            .with_name("defectkit")
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok((path.clone(), env))
-    });
-    result
+    let loaded = match ENVIRONMENT.get() {
+        Some(loaded) => loaded,
+        None => {
+            // Resolve the path first: a missing library is reported without poisoning.
+            let path = library_path(library)?;
+            ENVIRONMENT.get_or_init(|| {
+                let fail = |e: String| (path.clone(), e);
+                let builder = ort::init_from(&path).map_err(|e| fail(e.to_string()))?;
+                let env = builder
+                    .with_name("defectkit")
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?;
+                Ok((path.clone(), env))
+            })
+        }
+    };
+    loaded
         .as_ref()
         .map(|(_, env)| env)
-        .map_err(|reason| RuntimeError::LibraryLoad {
-            path,
+        .map_err(|(path, reason)| RuntimeError::LibraryLoad {
+            path: path.clone(),
             reason: reason.clone(),
         })
 }
