@@ -149,6 +149,35 @@ pub fn write_loss_curve(
 }
 
 /// Inputs, reconstructions and error maps of a few good and defective test images.
+/// Test images for the reconstruction grid: a good and a defective image from each of up to
+/// `max_classes` categories spread over the class list, so the figure shows more than one
+/// kind of object or texture.
+fn recon_grid_picks(test: &[crate::data::mvtec::Sample], max_classes: usize) -> Vec<usize> {
+    let mut classes: Vec<usize> = test.iter().map(|s| s.class_index).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let n = classes.len();
+    let chosen: Vec<usize> = if n <= max_classes {
+        classes
+    } else {
+        (0..max_classes)
+            .map(|i| classes[i * n / max_classes])
+            .collect()
+    };
+    let mut picks = Vec::new();
+    for class in chosen {
+        for good in [true, false] {
+            if let Some(i) = test
+                .iter()
+                .position(|s| s.class_index == class && s.is_good() == good)
+            {
+                picks.push(i);
+            }
+        }
+    }
+    picks
+}
+
 fn write_recon_grid(
     run_dir: &Path,
     model: &UNet,
@@ -156,20 +185,7 @@ fn write_recon_grid(
     device: &Device,
 ) -> Result<PathBuf, TrainError> {
     let test = data.samples(Split::Test);
-    let mut picks: Vec<usize> = test
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_good())
-        .map(|(i, _)| i)
-        .take(3)
-        .collect();
-    picks.extend(
-        test.iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_good())
-            .map(|(i, _)| i)
-            .take(3),
-    );
+    let mut picks = recon_grid_picks(test, 4);
     if picks.is_empty() {
         picks = (0..data.len(Split::Val).min(4)).collect();
     }
@@ -604,4 +620,49 @@ fn continue_metrics(r: &ResumePoint, run_dir: &Path) -> Result<(), TrainError> {
         w.rewind_to_epoch(r.state.epoch)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::mvtec::Sample;
+
+    fn sample(class_index: usize, good: bool) -> Sample {
+        Sample {
+            path: PathBuf::from(format!("{class_index}-{good}.png")),
+            class: format!("c{class_index}"),
+            class_index,
+            split: Split::Test,
+            defect: (!good).then(|| "crack".to_string()),
+            mask: None,
+        }
+    }
+
+    #[test]
+    fn the_recon_grid_shows_good_and_defective_images_of_several_classes() {
+        let test: Vec<Sample> = (0..10)
+            .flat_map(|c| [sample(c, true), sample(c, false), sample(c, true)])
+            .collect();
+        let picks = recon_grid_picks(&test, 4);
+        let shown: Vec<(usize, bool)> = picks
+            .iter()
+            .map(|&i| (test[i].class_index, test[i].is_good()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (0, true),
+                (0, false),
+                (2, true),
+                (2, false),
+                (5, true),
+                (5, false),
+                (7, true),
+                (7, false)
+            ]
+        );
+        // Fewer classes than asked: all of them; a class without defects gives one row.
+        let few = vec![sample(0, true), sample(1, true), sample(1, false)];
+        assert_eq!(recon_grid_picks(&few, 4), [0, 1, 2]);
+    }
 }
