@@ -577,26 +577,14 @@ fn cmd_export(args: ExportArgs) -> Result<()> {
     } else {
         ExportTarget::Model
     };
-    let out = match args.out {
-        Some(out) => out,
-        None => {
-            let name = args
-                .run_dir
-                .canonicalize()
-                .unwrap_or_else(|_| args.run_dir.clone())
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into());
-            let name = if args.teacher {
-                format!("{name}-teacher")
-            } else {
-                name
-            };
-            PathBuf::from("exports").join(name)
-        }
-    };
-    let report = export_run(&args.run_dir, &out, target)
-        .with_context(|| format!("exporting {}", args.run_dir.display()))?;
+    let device = burn::prelude::Device::flex();
+    let context = || format!("exporting {}", args.run_dir.display());
+    let run = load_run(&args.run_dir, target, &device).with_context(context)?;
+    let out = args.out.unwrap_or_else(|| {
+        let suffix = if args.teacher { "-teacher" } else { "" };
+        PathBuf::from("exports").join(format!("{}{suffix}", run.run_id))
+    });
+    let report = export_run(&run, &out, &device).with_context(context)?;
     let m = &report.metadata;
     println!(
         "exported {} ({} classes, input [batch, {}, {}, {}], embedding {}, opset {}): {} ({:.2} MB)",
@@ -618,8 +606,6 @@ fn cmd_export(args: ExportArgs) -> Result<()> {
         library: args.ort_lib,
         ..Default::default()
     };
-    let device = burn::prelude::Device::flex();
-    let run = load_run(&args.run_dir, target, &device)?;
     match parity_with_runtime(&run.network, &report.onnx, 2, 0, &opts) {
         Ok((primary, embedding)) => {
             println!(

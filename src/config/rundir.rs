@@ -221,3 +221,20 @@ pub fn write_sweep_record(composed: &Composed, sweep_dir: &Path) -> Result<(), C
         }
     })
 }
+
+/// A run dir's saved job config (`.hydra/config.yaml`), resolved and typed, with the file's
+/// text (what a config hash should cover). Interpolations are resolved now, as when the
+/// run was composed (`${oc.env:..}` reads today's environment).
+pub fn read_run_config(run_dir: &Path) -> Result<(super::schema::Config, String), ConfigError> {
+    let path = run_dir.join(".hydra/config.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let tree: Value = serde_norway::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let resolved = resolve_tree(&tree, &ResolveContext::default())?;
+    Ok((super::schema::Config::from_tree(resolved)?, text))
+}

@@ -29,12 +29,12 @@ pub enum ExportError {
     #[error("{0}")]
     RunDir(String),
     /// The run's configuration could not be read.
-    #[error("cannot read the run's configuration {path}: {reason}")]
+    #[error("cannot use the configuration of run {run_dir}: {error}")]
     Config {
-        /// `.hydra/config.yaml`.
-        path: PathBuf,
-        /// Why.
-        reason: String,
+        /// The run dir.
+        run_dir: PathBuf,
+        /// Why (shown in the message, so not chained as a source too).
+        error: crate::config::ConfigError,
     },
     /// A checkpoint could not be loaded.
     #[error("cannot load checkpoint {path}: {reason}")]
@@ -256,22 +256,11 @@ pub fn load_run(
             run_dir.display()
         )));
     }
-    let config_path = run_dir.join(".hydra/config.yaml");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| ExportError::Config {
-        path: config_path.clone(),
-        reason: format!("{e} (is {} a training run dir?)", run_dir.display()),
-    })?;
-    let config_err = |reason: String| ExportError::Config {
-        path: config_path.clone(),
-        reason,
-    };
-    let tree: serde_norway::Value =
-        serde_norway::from_str(&text).map_err(|e| config_err(e.to_string()))?;
-    // `.hydra/config.yaml` keeps interpolations as written (like Hydra's); resolve them now.
-    let tree =
-        crate::config::interpolate::resolve_tree(&tree, &crate::config::ResolveContext::default())
-            .map_err(|e| config_err(e.to_string()))?;
-    let config = Config::from_tree(tree).map_err(|e| config_err(e.to_string()))?;
+    let (config, text) =
+        crate::config::rundir::read_run_config(run_dir).map_err(|error| ExportError::Config {
+            run_dir: run_dir.to_path_buf(),
+            error,
+        })?;
     let summary = RunSummary::read(run_dir).map_err(|e| {
         ExportError::RunDir(format!(
             "{}: no readable summary.json ({e}); export needs a finished training run",
@@ -383,14 +372,13 @@ pub struct ExportReport {
     pub bytes: u64,
 }
 
-/// Exports a run's model into `out_dir` (`model.onnx` + `model.json`, written atomically).
+/// Exports a loaded run's model into `out_dir` (`model.onnx` + `model.json`, written
+/// atomically). `device` is the one the run was loaded on.
 pub fn export_run(
-    run_dir: &Path,
+    run: &LoadedRun,
     out_dir: &Path,
-    target: ExportTarget,
+    device: &Device,
 ) -> Result<ExportReport, ExportError> {
-    let device = Device::flex();
-    let run = load_run(run_dir, target, &device)?;
     let metadata = ModelMetadata {
         kind: run.network.kind(),
         precision: Precision::Fp32,
@@ -408,7 +396,7 @@ pub fn export_run(
         checkpoint: run.checkpoint.display().to_string(),
         opset: 0,
     };
-    let (model, metadata) = export_network(&run.network, metadata, &device)?;
+    let (model, metadata) = export_network(&run.network, metadata, device)?;
     let onnx = out_dir.join("model.onnx");
     let json = out_dir.join("model.json");
     onnxfile::write_model(&onnx, &model)?;

@@ -275,9 +275,13 @@ impl OnnxModel {
     /// Opens `path` in a new session. The file must exist, be ONNX, and carry defectkit's
     /// metadata (written by `defectkit export`).
     pub fn load(path: &Path, opts: &RuntimeOptions) -> Result<Self, RuntimeError> {
-        // Decode it ourselves first: a clearer error for missing and malformed files than
-        // ONNX Runtime's, and the metadata check needs nothing from the session.
-        let proto = crate::onnx::read_model(path)?;
+        // Read and decode it ourselves first: a clearer error for missing and malformed
+        // files than ONNX Runtime's; the session is then built from the same bytes.
+        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let proto = crate::onnx::decode_model(&bytes, path)?;
         let metadata_json = crate::onnx::metadata_prop(&proto, METADATA_KEY).ok_or_else(|| {
             RuntimeError::Metadata {
                 path: path.to_path_buf(),
@@ -306,7 +310,8 @@ impl OnnxModel {
                 }
             })?;
         }
-        let session = builder.commit_from_file(path).map_err(ort_err)?;
+        let session = builder.commit_from_memory(&bytes).map_err(ort_err)?;
+        drop(bytes);
         let input_name = session
             .inputs()
             .first()
