@@ -672,6 +672,7 @@ fn export_cli_turns_trained_runs_into_models() {
             ModelMetadata::from_json(onnxfile::metadata_prop(&embedded, "defectkit").unwrap())
                 .unwrap();
         assert_eq!(inside, json, "model.json and the ONNX metadata agree");
+        assert_matches_snapshot(&out.join("model.json"), kind);
     }
     // Wrong targets are clear errors.
     let (ok, _, stderr) = export(&run_a, &tmp.path().join("x"), &["--teacher"]);
@@ -681,4 +682,31 @@ fn export_cli_turns_trained_runs_into_models() {
     assert!(!ok);
     assert!(stderr.contains("does not exist"), "{stderr}");
     assert!(!tmp.path().join("x").exists() && !tmp.path().join("y").exists());
+}
+
+/// `model.json` minus the fields that change from run to run (run id, config hash, version)
+/// equals `tests/fixtures/model_json/<kind>.json`: what export writes stays what it wrote
+/// before a refactor. `DEFECTKIT_UPDATE_SNAPSHOTS=1` rewrites the fixture (a deliberate change).
+fn assert_matches_snapshot(model_json: &Path, kind: ModelKind) {
+    let mut got: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_json).unwrap()).unwrap();
+    let map = got.as_object_mut().unwrap();
+    for volatile in ["run_id", "config_hash", "defectkit_version"] {
+        assert!(
+            map.remove(volatile).is_some(),
+            "model.json lacks {volatile}"
+        );
+    }
+    let fixture = common::repo_root()
+        .join("tests/fixtures/model_json")
+        .join(format!("{}.json", kind.as_str()));
+    if std::env::var("DEFECTKIT_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(fixture.parent().unwrap()).unwrap();
+        std::fs::write(&fixture, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display())),
+    )
+    .unwrap();
+    assert_eq!(got, want, "model.json differs from {}", fixture.display());
 }
