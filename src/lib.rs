@@ -1,25 +1,14 @@
 //! defectkit: industrial visual anomaly detection — train small models, export them to
 //! ONNX, quantize them and deploy them anywhere.
 //!
-//! This crate is laid out as described in `shared/DESIGN.md`: configuration composition
-//! ([`config`]), the data layer ([`data`]), models and training ([`models`], [`train`],
-//! feature `train`), ONNX export ([`export`], feature `train`), and the deployment side
-//! that never touches Burn: ONNX files ([`onnx`]), ONNX Runtime ([`runtime`]), the HDF5
-//! embedding store ([`store`]) and [`embed`].
+//! This package is the `defectkit` binary and one facade over the workspace
+//! (ARCHITECTURE.md): [`defectkit_core`] (configuration, data, the run-dir and ONNX-file
+//! contracts), [`defectkit_train`] (the Burn side: models, training, export; feature
+//! `train`) and [`defectkit_deploy`] (the ONNX Runtime side, which never touches Burn). The
+//! modules are re-exported under their own names, so `defectkit::config`,
+//! `defectkit::train` or `defectkit::runtime` work without naming the member crates.
 
-pub mod config;
-pub mod data;
-pub mod embed;
+pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, plot, run};
+pub use defectkit_deploy::{embed, pipeline, runtime, store};
 #[cfg(feature = "train")]
-pub mod export;
-pub mod fsutil;
-pub mod logging;
-pub mod metrics;
-#[cfg(feature = "train")]
-pub mod models;
-pub mod onnx;
-pub mod plot;
-pub mod runtime;
-pub mod store;
-#[cfg(feature = "train")]
-pub mod train;
+pub use defectkit_train::{burn, burn_onnx, export, models, train};

@@ -10,13 +10,14 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 
-use burn::prelude::*;
+use defectkit::burn::prelude::*;
 use defectkit::data::mvtec::Split;
 use defectkit::data::synth::{generate, SynthOptions};
 use defectkit::data::PreprocessSpec;
 use defectkit::embed::{embed, EmbedError, EmbedOptions};
-use defectkit::export::{export_network, Network, Parity};
+use defectkit::export::{export_network, Network};
 use defectkit::models::{ClassifierConfig, ResNet18Config, UNetConfig, UpsampleMode};
+use defectkit::onnx::Parity;
 use defectkit::onnx::{self as onnxfile, ModelKind, ModelMetadata, Precision};
 use defectkit::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
 use defectkit::store::EmbeddingStore;
@@ -71,37 +72,37 @@ fn networks(device: &Device) -> Vec<(&'static str, Network)> {
     vec![
         (
             "A",
-            Network::Classifier(
+            Network::new(
                 ModelKind::CnnScratch,
-                Box::new(ClassifierConfig::new(n).with_width(8).init(device)),
+                ClassifierConfig::new(n).with_width(8).init(device),
             ),
         ),
         (
             "B",
-            Network::Classifier(
+            Network::new(
                 ModelKind::CnnDistilled,
-                Box::new(
-                    ClassifierConfig::new(n)
-                        .with_width(16)
-                        .with_hidden(Some(32))
-                        .with_dropout(0.3)
-                        .init(device),
-                ),
+                ClassifierConfig::new(n)
+                    .with_width(16)
+                    .with_hidden(Some(32))
+                    .with_dropout(0.3)
+                    .init(device),
             ),
         ),
         (
             "C",
-            Network::UNet(Box::new(
+            Network::new(
+                ModelKind::UnetAe,
                 UNetConfig::new(SIDE)
                     .with_depth(2)
                     .with_base_width(8)
                     .with_latent_dim(24)
                     .init(device),
-            )),
+            ),
         ),
         (
             "C skip bilinear",
-            Network::UNet(Box::new(
+            Network::new(
+                ModelKind::UnetAe,
                 UNetConfig::new(SIDE)
                     .with_depth(3)
                     .with_base_width(4)
@@ -109,13 +110,14 @@ fn networks(device: &Device) -> Vec<(&'static str, Network)> {
                     .with_skip_connections(true)
                     .with_upsample(UpsampleMode::Bilinear)
                     .init(device),
-            )),
+            ),
         ),
         (
             "teacher",
-            Network::Teacher(Box::new(
+            Network::new(
+                ModelKind::Teacher,
                 ResNet18Config::new().with_num_classes(n).init(device),
-            )),
+            ),
         ),
     ]
 }

@@ -58,9 +58,7 @@ fn tiny(model: &str, run_dir: &Path, extra: &[&str]) -> Vec<String> {
     o
 }
 
-fn train(
-    overrides: &[String],
-) -> Result<(defectkit::train::summary::RunSummary, PathBuf), TrainError> {
+fn train(overrides: &[String]) -> Result<(defectkit::run::RunSummary, PathBuf), TrainError> {
     let loader = Loader::new(&common::repo_root().join("conf"), "config", "train").unwrap();
     let mut composed = loader.compose(overrides).unwrap();
     let cfg = loader.typed(&composed).unwrap();

@@ -16,12 +16,12 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::prelude::*;
-use burn::tensor::Distribution;
 use clap::Parser;
+use defectkit::burn::module::Module;
+use defectkit::burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use defectkit::burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use defectkit::burn::prelude::*;
+use defectkit::burn::tensor::Distribution;
 use defectkit::models::{Classifier, ClassifierConfig, UNet, UNetConfig};
 
 /// Learning rate of every step (the value does not change the cost).

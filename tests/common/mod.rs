@@ -5,9 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The repository root.
+/// The repository root (the workspace root, also for the member crates' tests, which include
+/// this file by path).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|dir| dir.join("scripts/setup-python.sh").is_file())
+        .expect("the tests run inside the defectkit checkout")
+        .to_path_buf()
 }
 
 /// The project venv's Python with the peer tools installed (scripts/setup-python.sh), or
@@ -39,9 +44,12 @@ pub fn peer_python() -> Option<PathBuf> {
     .clone()
 }
 
-/// The built `defectkit` binary.
+/// The built `defectkit` binary (the root package's tests only).
 pub fn defectkit_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_defectkit"))
+    match option_env!("CARGO_BIN_EXE_defectkit") {
+        Some(bin) => PathBuf::from(bin),
+        None => panic!("only the root package's tests can run the defectkit binary"),
+    }
 }
 
 /// Run the binary in `cwd` with `args`; returns (success, stdout, stderr).

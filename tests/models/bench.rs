@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams};
+use defectkit::burn::module::Module;
+use defectkit::burn::nn::loss::CrossEntropyLossConfig;
+use defectkit::burn::optim::{AdamWConfig, GradientsParams};
 use defectkit::models::*;
 
 use crate::common::*;

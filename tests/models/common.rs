@@ -1,5 +1,5 @@
-use burn::prelude::*;
-use burn::tensor::Distribution;
+use defectkit::burn::prelude::*;
+use defectkit::burn::tensor::Distribution;
 
 /// The CPU backend used everywhere.
 pub fn device() -> Device {

@@ -1,7 +1,7 @@
 //! ONNX export with burn-onnx (static and dynamic batch).
 
-use burn::prelude::*;
-use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
+use defectkit::burn::prelude::*;
+use defectkit::burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use defectkit::models::*;
 
 use crate::common::*;

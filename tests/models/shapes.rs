@@ -1,5 +1,5 @@
-use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, SafetensorsStore};
+use defectkit::burn::prelude::*;
+use defectkit::burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, ModuleStore, SafetensorsStore};
 use defectkit::models::*;
 
 use crate::common::*;

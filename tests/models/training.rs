@@ -1,8 +1,8 @@
 //! Training-step recipes on the flex backend with autodiff.
 
-use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::prelude::*;
+use defectkit::burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
+use defectkit::burn::optim::{AdamWConfig, GradientsParams};
+use defectkit::burn::prelude::*;
 use defectkit::models::*;
 
 use crate::common::*;
@@ -152,7 +152,7 @@ fn checkpoint_round_trip() {
     let ce = CrossEntropyLossConfig::new().init(&device);
     let x = images(4, 32, &device);
     let y = targets(4, 10, &device);
-    let step = |model: Classifier, optim: &mut burn::optim::ModuleOptimizer| {
+    let step = |model: Classifier, optim: &mut defectkit::burn::optim::ModuleOptimizer| {
         let loss = ce.forward(model.forward(x.clone()).logits, y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(1e-3, model, grads)

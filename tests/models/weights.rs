@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use burn::prelude::*;
+use defectkit::burn::prelude::*;
 use defectkit::models::*;
 
 use crate::common::*;

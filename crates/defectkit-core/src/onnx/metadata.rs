@@ -1,0 +1,112 @@
+//! defectkit's metadata for an exported model: everything the deployment side needs to
+//! feed the model exactly as training did (ARCHITECTURE.md seam 2) and to interpret its outputs.
+//! Stored as JSON under [`METADATA_KEY`] in the ONNX `metadata_props` and as `model.json`
+//! beside the file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::PreprocessSpec;
+
+/// The `metadata_props` key that holds [`ModelMetadata`] as JSON.
+pub const METADATA_KEY: &str = "defectkit";
+
+/// What kind of network an ONNX file holds; decides the primary output's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Model A: ResNet-18 stem + FC, from scratch. Outputs `logits`, `embedding`.
+    CnnScratch,
+    /// Model B: the same network distilled from ResNet-18. Outputs `logits`, `embedding`.
+    CnnDistilled,
+    /// Model C: U-Net autoencoder. Outputs `reconstruction`, `embedding` (z).
+    UnetAe,
+    /// The full ResNet-18 teacher. Outputs `logits`, `embedding` (pooled conv5_x).
+    Teacher,
+}
+
+impl ModelKind {
+    /// Name of the primary (non-embedding) output.
+    pub fn primary_output(self) -> &'static str {
+        match self {
+            ModelKind::UnetAe => "reconstruction",
+            _ => "logits",
+        }
+    }
+
+    /// Whether the model reconstructs its input (reconstruction error is meaningful).
+    pub fn is_autoencoder(self) -> bool {
+        self == ModelKind::UnetAe
+    }
+
+    /// The config / CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::CnnScratch => "cnn_scratch",
+            ModelKind::CnnDistilled => "cnn_distilled",
+            ModelKind::UnetAe => "unet_ae",
+            ModelKind::Teacher => "teacher",
+        }
+    }
+}
+
+/// Numeric precision of a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit float weights and activations.
+    Fp32,
+    /// Statically quantized to int8 (QDQ).
+    Int8,
+}
+
+impl Precision {
+    /// `fp32` / `int8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+/// Everything recorded about an exported model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMetadata {
+    /// The network.
+    pub kind: ModelKind,
+    /// fp32 or int8.
+    pub precision: Precision,
+    /// How images become the `input` tensor.
+    pub preprocess: PreprocessSpec,
+    /// Class names, in logit order (the categories trained on).
+    pub classes: Vec<String>,
+    /// Input channels, height and width (`input` is `[batch, C, H, W]`).
+    pub input_shape: [usize; 3],
+    /// Length of the `embedding` output.
+    pub embedding_dim: usize,
+    /// Output names in graph order: the primary output, then `embedding`.
+    pub outputs: Vec<String>,
+    /// The training run's directory name.
+    pub run_id: String,
+    /// SHA-256 of the run's resolved `.hydra/config.yaml`.
+    pub config_hash: String,
+    /// The defectkit version that exported the model.
+    pub defectkit_version: String,
+    /// The checkpoint exported (relative to the run dir).
+    pub checkpoint: String,
+    /// ONNX opset of the graph.
+    pub opset: i64,
+}
+
+impl ModelMetadata {
+    /// The JSON stored in the ONNX file and `model.json`.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("metadata serializes")
+    }
+
+    /// Parses the JSON written by [`ModelMetadata::to_json`].
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}

@@ -1,0 +1,206 @@
+//! `defectkit embed`: run a data set's splits through an exported model with ONNX Runtime
+//! and store the embeddings (and, for autoencoders, reconstruction errors) in HDF5.
+//!
+//! Images go through the shared [`crate::pipeline`] (parallel decoding with the model's own
+//! preprocessing spec, batched inference in one session). Nothing is written until every
+//! split is done; the store is then written atomically, so an interrupted or failed run
+//! leaves no file behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use defectkit_core::config::schema::DataConfig;
+use defectkit_core::data::mvtec::{Index, IndexOptions, Sample, Split};
+
+use crate::pipeline::{run_batches, PipelineError, PipelineOptions};
+use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
+use crate::store::{EmbeddingStore, SplitRecords, StoreAttributes, StoreError};
+
+/// Why an embed run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model could not be loaded or run.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The data set could not be read.
+    #[error(transparent)]
+    Data(#[from] defectkit_core::data::DataError),
+    /// The store could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model and the data set do not fit together.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Cancelled (Ctrl-C); nothing was written.
+    #[error("interrupted; no embeddings file was written")]
+    Interrupted,
+}
+
+/// What to embed and where.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// The exported model (`model.onnx` or a quantized variant).
+    pub model: PathBuf,
+    /// Data set root; `None` = `data.root` from the config.
+    pub root: Option<PathBuf>,
+    /// The HDF5 file to write.
+    pub out: PathBuf,
+    /// Session options (execution provider, threads, library).
+    pub runtime: RuntimeOptions,
+    /// Images per inference batch.
+    pub batch_size: usize,
+    /// Splits to embed, in order.
+    pub splits: Vec<Split>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What an embed run did.
+#[derive(Debug, Clone)]
+pub struct EmbedReport {
+    /// Rows written per split.
+    pub counts: Vec<(Split, usize)>,
+    /// Images skipped because they could not be decoded (non-strict mode).
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Wall time.
+    pub seconds: f64,
+    /// The file written.
+    pub out: PathBuf,
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Per-image mean squared error between `input` and `reconstruction` (`[B, L]` flat each).
+pub fn recon_errors(input: &[f32], reconstruction: &[f32], per_sample: usize) -> Vec<f32> {
+    input
+        .chunks(per_sample)
+        .zip(reconstruction.chunks(per_sample))
+        .map(|(x, y)| {
+            let sum: f64 = x
+                .iter()
+                .zip(y)
+                .map(|(a, b)| {
+                    let d = (*a - *b) as f64;
+                    d * d
+                })
+                .sum();
+            (sum / per_sample as f64) as f32
+        })
+        .collect()
+}
+
+/// Embeds the configured data set with `opts.model` and writes `opts.out`. `cancel` is
+/// polled between batches.
+pub fn embed(
+    data: &DataConfig,
+    opts: &EmbedOptions,
+    cancel: &AtomicBool,
+) -> Result<EmbedReport, EmbedError> {
+    let started = Instant::now();
+    let mut model = OnnxModel::load(&opts.model, &opts.runtime)?;
+    let meta = model.metadata.clone();
+    let spec = meta.preprocess.clone();
+    let [channels, height, width] = meta.input_shape;
+    let side = spec.input_size() as usize;
+    if channels != 3 || height != side || width != side {
+        return Err(EmbedError::Mismatch(format!(
+            "the model's input is {:?} but its preprocessing makes 3×{side}×{side} images",
+            meta.input_shape
+        )));
+    }
+    let root = opts.root.clone().unwrap_or_else(|| data.root.clone());
+    let index = Index::scan(
+        &root,
+        &IndexOptions {
+            classes: Some(data.classes.clone().unwrap_or_else(|| meta.classes.clone())),
+            val_fraction: data.val_fraction,
+            seed: data.split_seed,
+            strict: data.strict,
+        },
+    )?;
+    let per_sample = model.sample_len();
+    let total: usize = opts.splits.iter().map(|s| index.count(*s)).sum();
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(total as u64);
+        if let Ok(s) = indicatif::ProgressStyle::with_template(
+            "embed {prefix:5} {bar:30} {pos}/{len} images  {per_sec}  {elapsed}<{eta}",
+        ) {
+            b.set_style(s);
+        }
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let mut store = EmbeddingStore {
+        attributes: StoreAttributes {
+            model_path: opts.model.display().to_string(),
+            model_sha256: sha256_file(&opts.model).map_err(|e| {
+                EmbedError::Mismatch(format!("cannot hash {}: {e}", opts.model.display()))
+            })?,
+            model_kind: meta.kind.as_str().to_string(),
+            precision: meta.precision.as_str().to_string(),
+            preprocess: serde_json::to_string(&spec).expect("spec serializes"),
+            classes: serde_json::to_string(&meta.classes).expect("names serialize"),
+            embedding_dim: meta.embedding_dim,
+            defectkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        splits: Default::default(),
+    };
+    let mut skipped = Vec::new();
+    let mut counts = Vec::new();
+    for &split in &opts.splits {
+        bar.set_prefix(split.as_str());
+        let samples: Vec<&Sample> = index.split(split).collect();
+        let mut records = SplitRecords::new(meta.embedding_dim, meta.kind.is_autoencoder());
+        let pipeline = PipelineOptions {
+            batch_size: opts.batch_size,
+            strict: data.strict,
+        };
+        let result = run_batches(&mut model, &samples, pipeline, cancel, &bar, |b| {
+            records.embeddings.extend_from_slice(&b.outputs.embedding);
+            if let Some(errors) = records.recon_error.as_mut() {
+                errors.extend(recon_errors(&b.input, &b.outputs.primary, per_sample));
+            }
+            for s in b.items {
+                records.label.push(s.label());
+                records.class.push(s.class.clone());
+                records
+                    .defect_type
+                    .push(s.defect.clone().unwrap_or_else(|| "good".into()));
+                records.path.push(s.path.display().to_string());
+            }
+        });
+        match result {
+            Ok(mut skipped_here) => skipped.append(&mut skipped_here),
+            Err(PipelineError::Interrupted) => {
+                bar.abandon();
+                return Err(EmbedError::Interrupted);
+            }
+            Err(PipelineError::Runtime(e)) => return Err(e.into()),
+            Err(PipelineError::Data(e)) => return Err(e.into()),
+        }
+        counts.push((split, records.len()));
+        store.splits.insert(split.as_str().to_string(), records);
+    }
+    bar.finish_and_clear();
+    if cancel.load(Ordering::SeqCst) {
+        return Err(EmbedError::Interrupted);
+    }
+    store.write(&opts.out)?;
+    Ok(EmbedReport {
+        counts,
+        skipped,
+        seconds: started.elapsed().as_secs_f64(),
+        out: opts.out.clone(),
+    })
+}

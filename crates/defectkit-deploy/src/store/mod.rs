@@ -1,0 +1,364 @@
+//! The HDF5 embedding store (`embeddings.h5`): what `defectkit embed` writes and the anomaly
+//! and clustering stages read.
+//!
+//! Layout: one group per split (`/train`, `/val`, `/test`) with datasets
+//! - `embeddings` N×d f32 (chunked, deflate-compressed),
+//! - `label` N u8 (0 good, 1 defective),
+//! - `class`, `defect_type`, `path` N variable-length UTF-8 strings,
+//! - `recon_error` N f32 (autoencoders only: mean squared error per image, normalized space);
+//!
+//! and file attributes `model_path`, `model_sha256`, `model_kind`, `precision`,
+//! `preprocess` (JSON), `classes` (JSON), `embedding_dim`, `defectkit_version`.
+//! Files are written to a temporary sibling and renamed, so a reader never sees half a file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use hdf5::types::VarLenUnicode;
+use ndarray::{Array1, Array2};
+
+/// Store errors (HDF5 messages carry their own detail).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// HDF5 refused an operation.
+    #[error("{path}: HDF5 error: {source}")]
+    Hdf5 {
+        /// The file.
+        path: PathBuf,
+        /// HDF5's error.
+        source: hdf5::Error,
+    },
+    /// The file exists but is not an embedding store (or is from an incompatible version).
+    #[error("{path}: not a defectkit embedding store: {reason}")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+    /// Records handed to the writer are inconsistent.
+    #[error("invalid records for split {split}: {reason}")]
+    Records {
+        /// The split.
+        split: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file could not be moved into place.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One split's rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SplitRecords {
+    /// Row-major N×`dim` embeddings.
+    pub embeddings: Vec<f32>,
+    /// Embedding length d.
+    pub dim: usize,
+    /// 0 good, 1 defective.
+    pub label: Vec<u8>,
+    /// Category of each image.
+    pub class: Vec<String>,
+    /// Defect type (`good` for good images).
+    pub defect_type: Vec<String>,
+    /// Image path as scanned.
+    pub path: Vec<String>,
+    /// Per-image reconstruction error (autoencoders only).
+    pub recon_error: Option<Vec<f32>>,
+}
+
+impl SplitRecords {
+    /// Empty records of embedding length `dim`.
+    pub fn new(dim: usize, with_recon_error: bool) -> Self {
+        Self {
+            dim,
+            recon_error: with_recon_error.then(Vec::new),
+            ..Default::default()
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.label.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.label.is_empty()
+    }
+
+    /// The embeddings as an N×d array.
+    pub fn embeddings_array(&self) -> Array2<f32> {
+        Array2::from_shape_vec((self.len(), self.dim), self.embeddings.clone())
+            .expect("validated on write and read")
+    }
+
+    fn validate(&self, split: &str) -> Result<(), StoreError> {
+        let n = self.len();
+        let bad = |reason: String| StoreError::Records {
+            split: split.to_string(),
+            reason,
+        };
+        if self.dim == 0 {
+            return Err(bad("embedding dimension is 0".into()));
+        }
+        if self.embeddings.len() != n * self.dim {
+            return Err(bad(format!(
+                "{} embedding values for {n} rows of {}",
+                self.embeddings.len(),
+                self.dim
+            )));
+        }
+        for (name, len) in [
+            ("class", self.class.len()),
+            ("defect_type", self.defect_type.len()),
+            ("path", self.path.len()),
+        ] {
+            if len != n {
+                return Err(bad(format!("{name} has {len} rows, label has {n}")));
+            }
+        }
+        if let Some(r) = &self.recon_error {
+            if r.len() != n {
+                return Err(bad(format!(
+                    "recon_error has {} rows, label has {n}",
+                    r.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// File-level attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreAttributes {
+    /// The ONNX model that produced the embeddings.
+    pub model_path: String,
+    /// Its SHA-256 (hex).
+    pub model_sha256: String,
+    /// `cnn_scratch`, `cnn_distilled`, `unet_ae`, `teacher`.
+    pub model_kind: String,
+    /// `fp32` or `int8`.
+    pub precision: String,
+    /// The preprocessing spec, as JSON.
+    pub preprocess: String,
+    /// The model's class names, as a JSON array.
+    pub classes: String,
+    /// Embedding length.
+    pub embedding_dim: usize,
+    /// The defectkit version that wrote the file.
+    pub defectkit_version: String,
+}
+
+/// A whole store: attributes plus the splits present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingStore {
+    /// File attributes.
+    pub attributes: StoreAttributes,
+    /// Split name (`train`, `val`, `test`) → rows.
+    pub splits: BTreeMap<String, SplitRecords>,
+}
+
+fn vlu(s: &str) -> VarLenUnicode {
+    // Only fails on interior NULs, which paths and names here cannot contain; replace them.
+    VarLenUnicode::from_str(&s.replace('\0', "\u{FFFD}")).expect("no NUL")
+}
+
+impl EmbeddingStore {
+    /// Writes the store to `path` atomically (temporary sibling, then rename).
+    pub fn write(&self, path: &Path) -> Result<(), StoreError> {
+        for (name, records) in &self.splits {
+            records.validate(name)?;
+            if records.dim != self.attributes.embedding_dim {
+                return Err(StoreError::Records {
+                    split: name.clone(),
+                    reason: format!(
+                        "dim {} differs from the file's embedding_dim {}",
+                        records.dim, self.attributes.embedding_dim
+                    ),
+                });
+            }
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let tmp = defectkit_core::fsutil::temp_sibling(path);
+        let result = self.write_to(&tmp).and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn write_to(&self, path: &Path) -> Result<(), StoreError> {
+        let h5 = |source| StoreError::Hdf5 {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = hdf5::File::create(path).map_err(h5)?;
+        let a = &self.attributes;
+        for (key, value) in [
+            ("model_path", a.model_path.as_str()),
+            ("model_sha256", a.model_sha256.as_str()),
+            ("model_kind", a.model_kind.as_str()),
+            ("precision", a.precision.as_str()),
+            ("preprocess", a.preprocess.as_str()),
+            ("classes", a.classes.as_str()),
+            ("defectkit_version", a.defectkit_version.as_str()),
+        ] {
+            file.new_attr::<VarLenUnicode>()
+                .create(key)
+                .and_then(|attr| attr.write_scalar(&vlu(value)))
+                .map_err(h5)?;
+        }
+        file.new_attr::<u64>()
+            .create("embedding_dim")
+            .and_then(|attr| attr.write_scalar(&(a.embedding_dim as u64)))
+            .map_err(h5)?;
+
+        for (name, r) in &self.splits {
+            let group = file.create_group(name).map_err(h5)?;
+            let n = r.len();
+            let emb =
+                Array2::from_shape_vec((n, r.dim), r.embeddings.clone()).expect("validated above");
+            let builder = group.new_dataset_builder().with_data(&emb);
+            if n > 0 {
+                builder
+                    .chunk((n.clamp(1, 1024), r.dim))
+                    .deflate(4)
+                    .create("embeddings")
+                    .map_err(h5)?;
+            } else {
+                builder.create("embeddings").map_err(h5)?;
+            }
+            group
+                .new_dataset_builder()
+                .with_data(&Array1::from(r.label.clone()))
+                .create("label")
+                .map_err(h5)?;
+            for (key, values) in [
+                ("class", &r.class),
+                ("defect_type", &r.defect_type),
+                ("path", &r.path),
+            ] {
+                let strings: Array1<VarLenUnicode> = values.iter().map(|s| vlu(s)).collect();
+                group
+                    .new_dataset_builder()
+                    .with_data(&strings)
+                    .create(key)
+                    .map_err(h5)?;
+            }
+            if let Some(err) = &r.recon_error {
+                group
+                    .new_dataset_builder()
+                    .with_data(&Array1::from(err.clone()))
+                    .create("recon_error")
+                    .map_err(h5)?;
+            }
+        }
+        file.flush().map_err(h5)?;
+        file.close().map_err(h5)
+    }
+
+    /// Reads a whole store.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let h5 = |source| StoreError::Hdf5 {
+            path: path.to_path_buf(),
+            source,
+        };
+        let schema = |reason: String| StoreError::Schema {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(StoreError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let file = hdf5::File::open(path).map_err(h5)?;
+        let text_attr = |key: &str| -> Result<String, StoreError> {
+            let attr = file
+                .attr(key)
+                .map_err(|_| schema(format!("missing attribute {key:?}")))?;
+            let v: VarLenUnicode = attr.read_scalar().map_err(h5)?;
+            Ok(v.as_str().to_string())
+        };
+        let embedding_dim = file
+            .attr("embedding_dim")
+            .map_err(|_| schema("missing attribute \"embedding_dim\"".into()))?
+            .read_scalar::<u64>()
+            .map_err(h5)? as usize;
+        let attributes = StoreAttributes {
+            model_path: text_attr("model_path")?,
+            model_sha256: text_attr("model_sha256")?,
+            model_kind: text_attr("model_kind")?,
+            precision: text_attr("precision")?,
+            preprocess: text_attr("preprocess")?,
+            classes: text_attr("classes")?,
+            embedding_dim,
+            defectkit_version: text_attr("defectkit_version")?,
+        };
+        let mut splits = BTreeMap::new();
+        for name in file.member_names().map_err(h5)? {
+            let group = file.group(&name).map_err(h5)?;
+            let dataset = |key: &str| {
+                group
+                    .dataset(key)
+                    .map_err(|_| schema(format!("split {name:?} has no dataset {key:?}")))
+            };
+            let emb = dataset("embeddings")?.read_2d::<f32>().map_err(h5)?;
+            let (n, dim) = emb.dim();
+            let strings = |key: &str| -> Result<Vec<String>, StoreError> {
+                Ok(dataset(key)?
+                    .read_1d::<VarLenUnicode>()
+                    .map_err(h5)?
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect())
+            };
+            let recon_error = match group.dataset("recon_error") {
+                Ok(ds) => Some(ds.read_1d::<f32>().map_err(h5)?.to_vec()),
+                Err(_) => None,
+            };
+            let records = SplitRecords {
+                embeddings: emb.iter().copied().collect(),
+                dim: if n == 0 { embedding_dim } else { dim },
+                label: dataset("label")?.read_1d::<u8>().map_err(h5)?.to_vec(),
+                class: strings("class")?,
+                defect_type: strings("defect_type")?,
+                path: strings("path")?,
+                recon_error,
+            };
+            records.validate(&name).map_err(|e| schema(e.to_string()))?;
+            splits.insert(name, records);
+        }
+        Ok(Self { attributes, splits })
+    }
+
+    /// One split's rows, or a schema error naming the splits present.
+    pub fn split(&self, name: &str) -> Result<&SplitRecords, String> {
+        self.splits.get(name).ok_or_else(|| {
+            format!(
+                "no split {name:?} (present: {})",
+                self.splits.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}

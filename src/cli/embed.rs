@@ -1,0 +1,112 @@
+//! `defectkit embed`: a data set's splits through an exported model into HDF5.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use defectkit::config::Loader;
+use defectkit::data::mvtec::Split;
+use defectkit::embed::{embed, EmbedError, EmbedOptions};
+
+use super::{outln, progress_enabled, Interrupted, OverrideArgs, RuntimeArgs};
+
+/// Arguments of `defectkit embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The exported model (model.onnx, or a quantized variant).
+    #[arg(long, value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// The HDF5 file to write (replaced atomically).
+    #[arg(long, value_name = "FILE.h5")]
+    out: PathBuf,
+    /// Data set root (default: data.root of the config).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Splits to embed.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "train,val,test",
+        value_name = "A,B"
+    )]
+    splits: Vec<String>,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    batch_size: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    #[command(flatten)]
+    overrides: OverrideArgs,
+}
+
+/// Embeds; Ctrl-C stops between batches and writes nothing (exit 130).
+pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
+    let composed = loader.compose(&args.overrides.overrides)?;
+    let cfg = loader.typed(&composed)?;
+    let splits = args
+        .splits
+        .iter()
+        .map(|s| match s.as_str() {
+            "train" => Ok(Split::Train),
+            "val" => Ok(Split::Val),
+            "test" => Ok(Split::Test),
+            other => bail!("unknown split {other:?} (expected train, val, test)"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cancel = cancel_on_ctrl_c("stopping after this batch; nothing will be written");
+    let opts = EmbedOptions {
+        model: args.model.clone(),
+        root: args.root,
+        out: args.out.clone(),
+        runtime: args.runtime.options(),
+        batch_size: args.batch_size,
+        splits,
+        progress: progress_enabled(),
+    };
+    match embed(&cfg.data, &opts, &cancel) {
+        Ok(report) => {
+            let counts: Vec<String> = report
+                .counts
+                .iter()
+                .map(|(s, n)| format!("{} {n}", s.as_str()))
+                .collect();
+            outln!(
+                "embedded {} with {} in {:.1} s: {}",
+                counts.join(", "),
+                args.model.display(),
+                report.seconds,
+                report.out.display()
+            );
+            if !report.skipped.is_empty() {
+                eprintln!(
+                    "warning: {} unreadable images skipped",
+                    report.skipped.len()
+                );
+            }
+            Ok(())
+        }
+        Err(EmbedError::Interrupted) => Err(Interrupted(format!(
+            "embed: interrupted; {} was not written",
+            args.out.display()
+        ))
+        .into()),
+        Err(e) => Err(e).with_context(|| format!("embedding with {}", args.model.display())),
+    }
+}
+
+/// A flag set by the first Ctrl-C (announcing `what_happens`); a second Ctrl-C while
+/// stopping kills the process the usual way.
+fn cancel_on_ctrl_c(what_happens: &'static str) -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: {what_happens}");
+    });
+    cancel
+}
