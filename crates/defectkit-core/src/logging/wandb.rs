@@ -445,3 +445,19 @@ fn forward_stderr(stderr: impl std::io::Read, tail: &Mutex<VecDeque<String>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_sidecar_is_written_once_and_runs_from_anywhere() {
+        assert!(BRIDGE_SOURCE.contains("def main"), "not the bridge script");
+        let path = bridge_script().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), BRIDGE_SOURCE);
+        // The same content gives the same file; a tampered file is rewritten.
+        std::fs::write(&path, "tampered").unwrap();
+        assert_eq!(bridge_script().unwrap(), path);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), BRIDGE_SOURCE);
+    }
+}
