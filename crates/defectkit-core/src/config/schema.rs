@@ -11,6 +11,7 @@ use serde_norway::Value;
 use super::error::ConfigError;
 use crate::data::synth::SynthOptions;
 use crate::data::PreprocessSpec;
+use crate::onnx::ModelKind;
 
 /// The whole job configuration (`conf/config.yaml` and its groups).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +88,18 @@ pub enum ModelConfig {
     CnnDistilled(DistilledConfig),
     /// Model C: U-Net autoencoder with a latent vector.
     UnetAe(UnetConfig),
+}
+
+impl ModelConfig {
+    /// Which model this is: [`ModelKind`] is the one spelling of the model names (the
+    /// `kind:` tag here, `conf/model/<kind>.yaml`, run summaries, ONNX metadata).
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelConfig::CnnScratch(_) => ModelKind::CnnScratch,
+            ModelConfig::CnnDistilled(_) => ModelKind::CnnDistilled,
+            ModelConfig::UnetAe(_) => ModelKind::UnetAe,
+        }
+    }
 }
 
 /// The small CNN (ResNet-18 stem: conv1, conv2_x, conv3_x) and its classifier head.
@@ -292,5 +305,26 @@ impl Config {
                 reason,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_model_yaml_is_named_by_its_kind() {
+        let dir = crate::paths::source_root().join("conf/model");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let model: ModelConfig =
+                serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            assert_eq!(model.kind().as_str(), stem, "{}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 3, "A, B and C each have a yaml; found {seen}");
     }
 }
