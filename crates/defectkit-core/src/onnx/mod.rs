@@ -7,6 +7,7 @@
 
 pub mod metadata;
 pub mod parity;
+pub mod testing;
 
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/onnx-protos/mod.rs"));
