@@ -66,3 +66,15 @@ pub fn run_cli(cwd: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// HDF5 opens files without `O_CLOEXEC` and `flock`s them, so a child process spawned by
+/// one test (h5py, the peer setup script) while another test's store is open for writing
+/// inherits that descriptor and its lock, and opening the finished store then fails with
+/// "unable to lock file" until the child exits. Tests that write stores hold this guard to
+/// run one at a time within their test binary.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -27,18 +27,7 @@ use defectkit_deploy::store::{EmbeddingStore, SplitRecords};
 
 const SIDE: usize = 32;
 
-/// HDF5 opens files without `O_CLOEXEC` and `flock`s them, so a child process spawned by
-/// one test (h5py, the peer setup script) while another test's store is open for writing
-/// inherits that descriptor and its lock, and opening the finished store then fails with
-/// "unable to lock file" until the child exits. The tests of this file therefore run one at
-/// a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// HDF5 stores: the tests of this file run one at a time (`common::one_at_a_time`).
 
 /// Generated categories; the models are trained on the first two only.
 const GENERATED: [&str; 3] = ["bottle", "carpet", "grid"];
@@ -150,7 +139,7 @@ fn assert_rows_match(what: &str, records: &SplitRecords, samples: &[&Sample]) {
 
 #[test]
 fn every_split_holds_the_indexed_images_and_the_models_outputs() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let root = dataset(dir.path());
     for tiny in [
@@ -299,7 +288,7 @@ fn every_split_holds_the_indexed_images_and_the_models_outputs() {
 
 #[test]
 fn the_config_selects_categories_and_splits() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let root = dataset(dir.path());
     let tiny = TinyModel::classifier(ModelKind::Teacher, SIDE, &TRAINED, 3);
@@ -322,7 +311,7 @@ fn the_config_selects_categories_and_splits() {
 
 #[test]
 fn a_corrupt_image_is_skipped_or_fatal_as_data_strict_says() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let root = dataset(dir.path());
     let full = index(&root, &TRAINED);
@@ -376,7 +365,7 @@ fn a_corrupt_image_is_skipped_or_fatal_as_data_strict_says() {
 
 #[test]
 fn bad_models_and_cancelled_runs_write_nothing() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let root = dataset(dir.path());
     let data = data_config(&root, false);

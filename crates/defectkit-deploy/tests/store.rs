@@ -15,18 +15,7 @@ use defectkit_deploy::store::{EmbeddingStore, SplitRecords, StoreAttributes, Sto
 
 const DIM: usize = 3;
 
-/// HDF5 opens files without `O_CLOEXEC` and `flock`s them, so a child process spawned by
-/// one test (h5py, the peer setup script) while another test's store is open for writing
-/// inherits that descriptor and its lock, and opening the finished store then fails with
-/// "unable to lock file" until the child exits. The tests of this file therefore run one at
-/// a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+// HDF5 stores: the tests of this file run one at a time (`common::one_at_a_time`).
 
 fn attributes() -> StoreAttributes {
     StoreAttributes {
@@ -88,7 +77,7 @@ fn files(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_written_store_reads_back_identically_here_and_in_h5py() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested").join("emb.h5");
     let written = store();
@@ -171,7 +160,7 @@ type Breakage = fn(&mut SplitRecords);
 
 #[test]
 fn inconsistent_records_are_refused_before_writing() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.h5");
     let broken: [(&str, Breakage); 5] = [
@@ -217,7 +206,7 @@ fn inconsistent_records_are_refused_before_writing() {
 
 #[test]
 fn a_rewrite_replaces_the_whole_file() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("emb.h5");
     store().write(&path).unwrap();
@@ -236,7 +225,7 @@ fn a_rewrite_replaces_the_whole_file() {
 
 #[test]
 fn missing_foreign_and_garbage_files_are_clear_errors() {
-    let _serial = one_at_a_time();
+    let _serial = common::one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.h5");
     let e = EmbeddingStore::open(&missing).unwrap_err();

@@ -48,6 +48,22 @@ struct Manifest<'a> {
     classes: &'a [String],
 }
 
+impl<'a> Manifest<'a> {
+    /// The manifest of a set generated with `opts` for `classes`.
+    fn of(opts: &SynthOptions, classes: &'a [String]) -> Self {
+        Manifest {
+            generator: "defectkit synth",
+            version: 1,
+            seed: opts.seed,
+            image_size: opts.image_size,
+            train_good: opts.train_good,
+            test_good: opts.test_good,
+            test_defect_per_type: opts.test_defect_per_type,
+            classes,
+        }
+    }
+}
+
 /// The name of the manifest file [`generate`] writes at the data set root.
 pub const MANIFEST: &str = "synth.json";
 
@@ -58,16 +74,7 @@ pub fn is_up_to_date(opts: &SynthOptions, out: &Path) -> bool {
         return false;
     };
     let classes: Vec<String> = cats.iter().map(|c| c.name.to_string()).collect();
-    let want = Manifest {
-        generator: "defectkit synth",
-        version: 1,
-        seed: opts.seed,
-        image_size: opts.image_size,
-        train_good: opts.train_good,
-        test_good: opts.test_good,
-        test_defect_per_type: opts.test_defect_per_type,
-        classes: &classes,
-    };
+    let want = Manifest::of(opts, &classes);
     let Ok(text) = fs::read_to_string(out.join(MANIFEST)) else {
         return false;
     };
@@ -278,16 +285,7 @@ pub fn generate(
         })?;
         bar.finish_and_clear();
         let classes: Vec<String> = cats.iter().map(|c| c.name.to_string()).collect();
-        let manifest = Manifest {
-            generator: "defectkit synth",
-            version: 1,
-            seed: opts.seed,
-            image_size: opts.image_size,
-            train_good: opts.train_good,
-            test_good: opts.test_good,
-            test_defect_per_type: opts.test_defect_per_type,
-            classes: &classes,
-        };
+        let manifest = Manifest::of(opts, &classes);
         let mpath = partial.join(MANIFEST);
         let mut text = serde_json::to_string_pretty(&manifest).expect("manifest serializes");
         text.push('\n');
