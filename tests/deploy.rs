@@ -63,6 +63,7 @@ fn metadata(kind: ModelKind) -> ModelMetadata {
         defectkit_version: env!("CARGO_PKG_VERSION").into(),
         checkpoint: "none".into(),
         opset: 0,
+        data_split: None,
     }
 }
 
@@ -275,6 +276,7 @@ fn embed_options(model: &Path, out: &Path) -> EmbedOptions {
         batch_size: 4,
         splits: vec![Split::Train, Split::Val, Split::Test],
         progress: false,
+        recon_pool: 8,
     }
 }
 

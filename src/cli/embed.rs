@@ -36,6 +36,10 @@ pub struct EmbedArgs {
     /// Images per inference batch.
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
+    /// Window side (model-input pixels) of the local reconstruction error stored for
+    /// autoencoders; the recon detector's `detector.pool` must match it.
+    #[arg(long, default_value_t = 8, value_name = "K")]
+    recon_pool: usize,
     #[command(flatten)]
     runtime: RuntimeArgs,
     #[command(flatten)]
@@ -56,6 +60,9 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
             other => bail!("unknown split {other:?} (expected train, val, test)"),
         })
         .collect::<Result<Vec<_>>>()?;
+    if args.recon_pool == 0 {
+        bail!("--recon-pool must be at least 1");
+    }
     let cancel = cancel_on_ctrl_c("stopping after this batch; nothing will be written");
     let opts = EmbedOptions {
         model: args.model.clone(),
@@ -65,6 +72,7 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
         batch_size: args.batch_size,
         splits,
         progress: progress_enabled(),
+        recon_pool: args.recon_pool,
     };
     match embed(&cfg.data, &opts, &cancel) {
         Ok(report) => {

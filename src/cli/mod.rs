@@ -3,6 +3,7 @@
 
 mod config;
 mod data;
+mod detect;
 mod embed;
 #[cfg(feature = "train")]
 mod export;
@@ -104,6 +105,16 @@ Examples:
   defectkit embed --model exports/c/model.onnx --out c.h5 --splits test --batch-size 64
   defectkit embed --model m.onnx --out m.h5 --root ~/mvtec_ad data=mvtec --ep cuda")]
     Embed(embed::EmbedArgs),
+    /// Fit an anomaly detector (detector=mahalanobis|euclidean|knn|recon) on an embeddings
+    /// file's good images, threshold it on held-out good images, evaluate it on the test
+    /// split: detector.json, metrics.json/.md, ROC curves and score histograms.
+    #[command(after_help = "\
+Examples:
+  defectkit detect exports/main/a/embeddings.h5                   # Mahalanobis, Ledoit-Wolf
+  defectkit detect exports/main/c/embeddings.h5 detector=recon detector.score=local
+  defectkit detect exports/main/b/embeddings.h5 detector=knn detector.k=1 detector.percentile=99
+  defectkit detect --compare exports/main/{a,b,c,teacher}/embeddings.h5 --methods mahalanobis,knn")]
+    Detect(detect::DetectArgs),
 }
 
 /// Config overrides in Hydra syntax, after the verb (flattened into every verb that
@@ -185,6 +196,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => {
             single("embed")?;
             embed::run(&loader("embed")?, args)
+        }
+        Command::Detect(args) => {
+            single("detect")?;
+            detect::run(&loader("detect")?, args)
         }
     }
 }

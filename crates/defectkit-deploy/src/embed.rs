@@ -17,7 +17,7 @@ use defectkit_core::data::mvtec::{Index, IndexOptions, Sample, Split};
 
 use crate::pipeline::{run_batches, PipelineError, PipelineOptions};
 use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
-use crate::store::{EmbeddingStore, SplitRecords, StoreAttributes, StoreError};
+use crate::store::{EmbeddingStore, SplitProvenance, SplitRecords, StoreAttributes, StoreError};
 
 /// Why an embed run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,9 @@ pub struct EmbedOptions {
     pub splits: Vec<Split>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Window side of the local reconstruction error stored for autoencoders
+    /// (`recon_local`), in model-input pixels.
+    pub recon_pool: usize,
 }
 
 /// What an embed run did.
@@ -84,17 +87,23 @@ pub fn recon_errors(input: &[f32], reconstruction: &[f32], per_sample: usize) ->
     input
         .chunks(per_sample)
         .zip(reconstruction.chunks(per_sample))
-        .map(|(x, y)| {
-            let sum: f64 = x
-                .iter()
-                .zip(y)
-                .map(|(a, b)| {
-                    let d = (*a - *b) as f64;
-                    d * d
-                })
-                .sum();
-            (sum / per_sample as f64) as f32
-        })
+        .map(|(x, y)| crate::anomaly::recon::mean_error(x, y) as f32)
+        .collect()
+}
+
+/// Per-image local reconstruction error ([`crate::anomaly::recon::local_error`]) of a batch
+/// of `[C, H, W]` images, flat.
+pub fn recon_local_errors(
+    input: &[f32],
+    reconstruction: &[f32],
+    shape: [usize; 3],
+    pool: usize,
+) -> Vec<f32> {
+    let per_sample = shape.iter().product::<usize>().max(1);
+    input
+        .chunks(per_sample)
+        .zip(reconstruction.chunks(per_sample))
+        .map(|(x, y)| crate::anomaly::recon::local_error(x, y, shape, pool) as f32)
         .collect()
 }
 
@@ -153,6 +162,13 @@ pub fn embed(
             classes: serde_json::to_string(&meta.classes).expect("names serialize"),
             embedding_dim: meta.embedding_dim,
             defectkit_version: env!("CARGO_PKG_VERSION").to_string(),
+            split: Some(SplitProvenance {
+                val_fraction: data.val_fraction,
+                split_seed: data.split_seed,
+                model_val_fraction: meta.data_split.map(|s| s.val_fraction),
+                model_split_seed: meta.data_split.map(|s| s.split_seed),
+                recon_pool: meta.kind.is_autoencoder().then_some(opts.recon_pool),
+            }),
         },
         splits: Default::default(),
     };
@@ -170,6 +186,14 @@ pub fn embed(
             records.embeddings.extend_from_slice(&b.outputs.embedding);
             if let Some(errors) = records.recon_error.as_mut() {
                 errors.extend(recon_errors(&b.input, &b.outputs.primary, per_sample));
+            }
+            if let Some(local) = records.recon_local.as_mut() {
+                local.extend(recon_local_errors(
+                    &b.input,
+                    &b.outputs.primary,
+                    meta.input_shape,
+                    opts.recon_pool,
+                ));
             }
             for s in b.items {
                 records.label.push(s.label());

@@ -1,6 +1,8 @@
 //! defectkit-deploy: the deployment side. It runs exported ONNX models with ONNX Runtime
 //! ([`runtime`]) through one shared decode → preprocess → run loop ([`pipeline`]), and
 //! stores what they produce ([`store`]: embeddings in HDF5; [`embed`]: the `embed` verb).
+//! [`anomaly`] holds the detectors fitted on embeddings (on [`stats`]), [`detect`] the
+//! `detect` verb that fits, thresholds and evaluates them.
 //!
 //! It meets the training side only at the ONNX file and its metadata
 //! ([`defectkit_core::onnx`]): this crate has no Burn dependency, so importing Burn here is a
@@ -16,9 +18,12 @@
 //! # Ok::<(), defectkit_deploy::runtime::RuntimeError>(())
 //! ```
 
+pub mod anomaly;
+pub mod detect;
 pub mod embed;
 pub mod pipeline;
 pub mod runtime;
+pub mod stats;
 pub mod store;
 
 pub use embed::{embed, EmbedError, EmbedOptions, EmbedReport};

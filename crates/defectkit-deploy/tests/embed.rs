@@ -151,6 +151,7 @@ fn embed_stores_what_the_model_computes_and_h5py_reads_it() {
             batch_size: 3,
             splits: vec![Split::Train, Split::Val, Split::Test],
             progress: false,
+            recon_pool: 8,
         };
         let report = embed(&data, &opts, &AtomicBool::new(false)).unwrap();
         assert!(report.skipped.is_empty());
@@ -232,6 +233,7 @@ fn a_cancelled_embed_writes_nothing() {
         batch_size: 2,
         splits: vec![Split::Test],
         progress: false,
+        recon_pool: 8,
     };
     let e = embed(&data_config(dataset()), &opts, &AtomicBool::new(true)).unwrap_err();
     assert!(matches!(e, EmbedError::Interrupted), "{e}");

@@ -77,6 +77,7 @@ fn options(model: &Path, out: &Path) -> EmbedOptions {
         batch_size: 4,
         splits: SPLITS.to_vec(),
         progress: false,
+        recon_pool: 8,
     }
 }
 

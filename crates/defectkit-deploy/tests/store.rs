@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use defectkit_deploy::store::{EmbeddingStore, SplitRecords, StoreAttributes, StoreError};
+use defectkit_deploy::store::{
+    EmbeddingStore, SplitProvenance, SplitRecords, StoreAttributes, StoreError,
+};
 
 const DIM: usize = 3;
 
@@ -27,6 +29,13 @@ fn attributes() -> StoreAttributes {
         classes: r#"["bottle","carpet"]"#.into(),
         embedding_dim: DIM,
         defectkit_version: "9.9.9-test".into(),
+        split: Some(SplitProvenance {
+            val_fraction: 0.2,
+            split_seed: 3,
+            model_val_fraction: Some(0.2),
+            model_split_seed: Some(3),
+            recon_pool: Some(8),
+        }),
     }
 }
 
@@ -47,6 +56,9 @@ fn records(n: usize, with_recon: bool, first_path: &str) -> SplitRecords {
         });
         if let Some(e) = r.recon_error.as_mut() {
             e.push(0.125 * (i + 1) as f32);
+        }
+        if let Some(e) = r.recon_local.as_mut() {
+            e.push(0.5 * (i + 1) as f32);
         }
     }
     r

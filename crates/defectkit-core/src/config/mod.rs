@@ -8,6 +8,7 @@
 //! reads YAML configuration itself.
 
 pub mod compose;
+pub mod detector;
 pub mod error;
 mod grammar;
 pub mod interpolate;
@@ -20,6 +21,7 @@ pub mod sweep;
 use std::path::{Path, PathBuf};
 
 pub use compose::{Composed, ConfigRepo, RunMode};
+pub use detector::DetectorConfig;
 pub use error::ConfigError;
 pub use interpolate::ResolveContext;
 pub use rundir::RunDir;

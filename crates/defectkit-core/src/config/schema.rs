@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
+pub use super::detector::DetectorConfig;
 use super::error::ConfigError;
 use crate::data::synth::SynthOptions;
 use crate::data::PreprocessSpec;
@@ -29,6 +30,10 @@ pub struct Config {
     pub trainer: TrainerConfig,
     /// Where metrics go (`logger=` group).
     pub logger: LoggerConfig,
+    /// The anomaly detector `defectkit detect` fits (`detector=` group); absent from the
+    /// saved configs of runs made before it existed.
+    #[serde(default)]
+    pub detector: DetectorConfig,
 }
 
 /// Project folders.

@@ -97,6 +97,21 @@ pub struct ModelMetadata {
     pub checkpoint: String,
     /// ONNX opset of the graph.
     pub opset: i64,
+    /// How the training run split its data (`None` in files exported before it was
+    /// recorded). `detect` refuses embeddings whose val split differs: their val images
+    /// could be images the model trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_split: Option<DataSplit>,
+}
+
+/// The training run's train/val split (`data.val_fraction`, `data.split_seed`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSplit {
+    /// Fraction of each class's train/good held out as val.
+    pub val_fraction: f64,
+    /// Seed of the split.
+    pub split_seed: u64,
 }
 
 impl ModelMetadata {

@@ -5,8 +5,10 @@
 //! This is the meeting point of the training and deployment sides (ARCHITECTURE.md seam 1): the
 //! exporter writes [`ModelMetadata`] here, the runtime reads it back.
 
+mod build;
 pub mod metadata;
 pub mod parity;
+pub mod scoring;
 pub mod testing;
 
 mod generated {
@@ -16,7 +18,7 @@ mod generated {
 use std::path::{Path, PathBuf};
 
 pub use generated::onnx::*;
-pub use metadata::{ModelKind, ModelMetadata, Precision, METADATA_KEY};
+pub use metadata::{DataSplit, ModelKind, ModelMetadata, Precision, METADATA_KEY};
 pub use parity::{Parity, PARITY_TOLERANCE};
 pub use protobuf::Message;
 

@@ -8,12 +8,12 @@
 //! `embedding = m · W` (`W [3, d]`); a classifier adds `logits = embedding · H`
 //! (`H [d, n]`), an autoencoder `reconstruction = 0.5 · input`.
 
-use protobuf::{EnumOrUnknown, MessageField};
+use protobuf::MessageField;
 
+use super::build::{attr_int, float_tensor, int64_tensor, node, value, Dim};
 use super::{
-    set_metadata_prop, tensor_proto, tensor_shape_proto, type_proto, GraphProto, ModelKind,
-    ModelMetadata, ModelProto, NodeProto, OperatorSetIdProto, Precision, TensorProto,
-    TensorShapeProto, TypeProto, ValueInfoProto, METADATA_KEY,
+    set_metadata_prop, GraphProto, ModelKind, ModelMetadata, ModelProto, OperatorSetIdProto,
+    Precision, METADATA_KEY,
 };
 use crate::data::PreprocessSpec;
 
@@ -92,13 +92,18 @@ impl TinyModel {
             int64_tensor("axes", &[2, 3]),
             float_tensor("W", &[3, dim as i64], &projection),
         ];
-        let mut node = vec![
-            node("ReduceMean", &["input", "axes"], &["means"], Some(0)),
-            node("MatMul", &["means", "W"], &["embedding"], None),
+        let mut nodes = vec![
+            node(
+                "ReduceMean",
+                &["input", "axes"],
+                &["means"],
+                vec![attr_int("keepdims", 0)],
+            ),
+            node("MatMul", &["means", "W"], &["embedding"], vec![]),
         ];
         let primary_dims: Vec<Dim> = if kind.is_autoencoder() {
             initializer.push(float_tensor("half", &[], &[0.5]));
-            node.push(node_plain("Mul", &["input", "half"], &[primary]));
+            nodes.push(node("Mul", &["input", "half"], &[primary], vec![]));
             vec![
                 Dim::Batch,
                 Dim::Fixed(3),
@@ -107,13 +112,13 @@ impl TinyModel {
             ]
         } else {
             initializer.push(float_tensor("H", &[dim as i64, n as i64], &head));
-            node.push(node_plain("MatMul", &["embedding", "H"], &[primary]));
+            nodes.push(node("MatMul", &["embedding", "H"], &[primary], vec![]));
             vec![Dim::Batch, Dim::Fixed(n as i64)]
         };
         let side_dim = Dim::Fixed(side as i64);
         let graph = GraphProto {
             name: format!("tiny_{}", kind.as_str()),
-            node,
+            node: nodes,
             initializer,
             input: vec![value(
                 "input",
@@ -138,6 +143,7 @@ impl TinyModel {
             defectkit_version: env!("CARGO_PKG_VERSION").into(),
             checkpoint: "none".into(),
             opset: OPSET,
+            data_split: None,
         };
         let mut model = ModelProto {
             ir_version: 9,
@@ -157,89 +163,6 @@ impl TinyModel {
             projection,
             head,
         }
-    }
-}
-
-/// One axis of a value's shape.
-#[derive(Debug, Clone)]
-enum Dim {
-    /// The symbolic `batch` axis.
-    Batch,
-    /// A static size.
-    Fixed(i64),
-}
-
-fn value(name: &str, dims: &[Dim]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| {
-            let mut out = tensor_shape_proto::Dimension::default();
-            match d {
-                Dim::Batch => out.set_dim_param("batch".into()),
-                Dim::Fixed(v) => out.set_dim_value(*v),
-            }
-            out
-        })
-        .collect();
-    let tensor = type_proto::Tensor {
-        elem_type: tensor_proto::DataType::FLOAT as i32,
-        shape: MessageField::some(TensorShapeProto {
-            dim,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut ty = TypeProto::default();
-    ty.set_tensor_type(tensor);
-    ValueInfoProto {
-        name: name.into(),
-        type_: MessageField::some(ty),
-        ..Default::default()
-    }
-}
-
-fn node_plain(op: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    node(op, inputs, outputs, None)
-}
-
-/// A node; `keepdims` adds that int attribute (ReduceMean).
-fn node(op: &str, inputs: &[&str], outputs: &[&str], keepdims: Option<i64>) -> NodeProto {
-    let attribute = keepdims
-        .map(|k| super::AttributeProto {
-            name: "keepdims".into(),
-            i: k,
-            type_: EnumOrUnknown::new(super::attribute_proto::AttributeType::INT),
-            ..Default::default()
-        })
-        .into_iter()
-        .collect();
-    NodeProto {
-        op_type: op.into(),
-        name: format!("{op}_{}", outputs[0]),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: dims.to_vec(),
-        data_type: tensor_proto::DataType::FLOAT as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
-}
-
-fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![values.len() as i64],
-        data_type: tensor_proto::DataType::INT64 as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
     }
 }
 

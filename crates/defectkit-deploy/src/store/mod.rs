@@ -6,9 +6,13 @@
 //! - `label` N u8 (0 good, 1 defective),
 //! - `class`, `defect_type`, `path` N variable-length UTF-8 strings,
 //! - `recon_error` N f32 (autoencoders only: mean squared error per image, normalized space);
+//! - `recon_local` N f32 (autoencoders only: the max of the `recon_pool`×`recon_pool`
+//!   average-pooled per-pixel squared error);
 //!
 //! and file attributes `model_path`, `model_sha256`, `model_kind`, `precision`,
-//! `preprocess` (JSON), `classes` (JSON), `embedding_dim`, `defectkit_version`.
+//! `preprocess` (JSON), `classes` (JSON), `embedding_dim`, `defectkit_version`, and — in files
+//! from this version on — `split` (JSON: the `val_fraction` and `split_seed` the data set was
+//! split with, the model's training run's values, and `recon_pool`).
 //! Files are written to a temporary sibling and renamed, so a reader never sees half a file.
 
 use std::collections::BTreeMap;
@@ -72,6 +76,8 @@ pub struct SplitRecords {
     pub path: Vec<String>,
     /// Per-image reconstruction error (autoencoders only).
     pub recon_error: Option<Vec<f32>>,
+    /// Per-image local reconstruction error (autoencoders only).
+    pub recon_local: Option<Vec<f32>>,
 }
 
 impl SplitRecords {
@@ -80,6 +86,7 @@ impl SplitRecords {
         Self {
             dim,
             recon_error: with_recon_error.then(Vec::new),
+            recon_local: with_recon_error.then(Vec::new),
             ..Default::default()
         }
     }
@@ -125,12 +132,14 @@ impl SplitRecords {
                 return Err(bad(format!("{name} has {len} rows, label has {n}")));
             }
         }
-        if let Some(r) = &self.recon_error {
-            if r.len() != n {
-                return Err(bad(format!(
-                    "recon_error has {} rows, label has {n}",
-                    r.len()
-                )));
+        for (name, values) in [
+            ("recon_error", &self.recon_error),
+            ("recon_local", &self.recon_local),
+        ] {
+            if let Some(r) = values {
+                if r.len() != n {
+                    return Err(bad(format!("{name} has {} rows, label has {n}", r.len())));
+                }
             }
         }
         Ok(())
@@ -156,6 +165,41 @@ pub struct StoreAttributes {
     pub embedding_dim: usize,
     /// The defectkit version that wrote the file.
     pub defectkit_version: String,
+    /// How the data set was split and what the model was trained with (None in files
+    /// written before it was recorded).
+    pub split: Option<SplitProvenance>,
+}
+
+/// The data split an embeddings file was made with, next to the model's training run's: a
+/// detector thresholded on `val` images that the model trained on would be optimistic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SplitProvenance {
+    /// `data.val_fraction` used by `embed`.
+    pub val_fraction: f64,
+    /// `data.split_seed` used by `embed`.
+    pub split_seed: u64,
+    /// The model's training run's `data.val_fraction` (None for models exported before it
+    /// was recorded).
+    pub model_val_fraction: Option<f64>,
+    /// The model's training run's `data.split_seed`.
+    pub model_split_seed: Option<u64>,
+    /// Window side of `recon_local` (autoencoders), in model-input pixels.
+    pub recon_pool: Option<usize>,
+}
+
+impl SplitProvenance {
+    /// An explanation when the file's val split is not the model's training split.
+    pub fn mismatch(&self) -> Option<String> {
+        let (Some(vf), Some(seed)) = (self.model_val_fraction, self.model_split_seed) else {
+            return None;
+        };
+        (vf != self.val_fraction || seed != self.split_seed).then(|| {
+            format!(
+                "the embeddings were split with data.val_fraction={} data.split_seed={}, but                  the model was trained with data.val_fraction={vf} data.split_seed={seed}: its                  val images may be images the model trained on. Re-run `defectkit embed` with                  data.val_fraction={vf} data.split_seed={seed}",
+                self.val_fraction, self.split_seed
+            )
+        })
+    }
 }
 
 /// A whole store: attributes plus the splits present.
@@ -227,6 +271,13 @@ impl EmbeddingStore {
                 .and_then(|attr| attr.write_scalar(&vlu(value)))
                 .map_err(h5)?;
         }
+        if let Some(split) = &a.split {
+            let json = serde_json::to_string(split).expect("provenance serializes");
+            file.new_attr::<VarLenUnicode>()
+                .create("split")
+                .and_then(|attr| attr.write_scalar(&vlu(&json)))
+                .map_err(h5)?;
+        }
         file.new_attr::<u64>()
             .create("embedding_dim")
             .and_then(|attr| attr.write_scalar(&(a.embedding_dim as u64)))
@@ -264,12 +315,17 @@ impl EmbeddingStore {
                     .create(key)
                     .map_err(h5)?;
             }
-            if let Some(err) = &r.recon_error {
-                group
-                    .new_dataset_builder()
-                    .with_data(&Array1::from(err.clone()))
-                    .create("recon_error")
-                    .map_err(h5)?;
+            for (key, values) in [
+                ("recon_error", &r.recon_error),
+                ("recon_local", &r.recon_local),
+            ] {
+                if let Some(values) = values {
+                    group
+                        .new_dataset_builder()
+                        .with_data(&Array1::from(values.clone()))
+                        .create(key)
+                        .map_err(h5)?;
+                }
             }
         }
         file.flush().map_err(h5)?;
@@ -314,6 +370,16 @@ impl EmbeddingStore {
             classes: text_attr("classes")?,
             embedding_dim,
             defectkit_version: text_attr("defectkit_version")?,
+            split: match file.attr("split") {
+                Ok(attr) => {
+                    let v: VarLenUnicode = attr.read_scalar().map_err(h5)?;
+                    Some(
+                        serde_json::from_str(v.as_str())
+                            .map_err(|e| schema(format!("attribute \"split\": {e}")))?,
+                    )
+                }
+                Err(_) => None,
+            },
         };
         let mut splits = BTreeMap::new();
         for name in file.member_names().map_err(h5)? {
@@ -333,10 +399,14 @@ impl EmbeddingStore {
                     .map(|s| s.as_str().to_string())
                     .collect())
             };
-            let recon_error = match group.dataset("recon_error") {
-                Ok(ds) => Some(ds.read_1d::<f32>().map_err(h5)?.to_vec()),
-                Err(_) => None,
+            let optional = |key: &str| -> Result<Option<Vec<f32>>, StoreError> {
+                match group.dataset(key) {
+                    Ok(ds) => Ok(Some(ds.read_1d::<f32>().map_err(h5)?.to_vec())),
+                    Err(_) => Ok(None),
+                }
             };
+            let recon_error = optional("recon_error")?;
+            let recon_local = optional("recon_local")?;
             let records = SplitRecords {
                 embeddings: emb.iter().copied().collect(),
                 dim: if n == 0 { embedding_dim } else { dim },
@@ -345,6 +415,7 @@ impl EmbeddingStore {
                 defect_type: strings("defect_type")?,
                 path: strings("path")?,
                 recon_error,
+                recon_local,
             };
             records.validate(&name).map_err(|e| schema(e.to_string()))?;
             splits.insert(name, records);

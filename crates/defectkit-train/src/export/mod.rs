@@ -15,7 +15,7 @@ use burn_onnx::export::OnnxExporter;
 
 use defectkit_core::config::schema::Config;
 use defectkit_core::onnx::{
-    self as onnxfile, ModelKind, ModelMetadata, ModelProto, OnnxError, Precision,
+    self as onnxfile, DataSplit, ModelKind, ModelMetadata, ModelProto, OnnxError, Precision,
 };
 use defectkit_core::run::{checkpoint_dir, RunSummary};
 
@@ -370,6 +370,10 @@ pub fn export_run(
         defectkit_version: env!("CARGO_PKG_VERSION").to_string(),
         checkpoint: run.checkpoint.display().to_string(),
         opset: 0,
+        data_split: Some(DataSplit {
+            val_fraction: run.config.data.val_fraction,
+            split_seed: run.config.data.split_seed,
+        }),
     };
     let (model, metadata) = export_network(&run.network, metadata, device)?;
     let onnx = out_dir.join("model.onnx");

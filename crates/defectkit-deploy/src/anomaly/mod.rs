@@ -1,0 +1,142 @@
+//! Anomaly detectors on embeddings (ARCHITECTURE.md, "adding a detector"). Each detector is
+//! fitted per class on the good images of one split and scores images of that class; the
+//! [`Detector`] holds one fitted [`ClassScorer`] per class plus the per-class thresholds,
+//! and saves itself as `detector.json` (self-describing) + `detector.h5` (the arrays).
+//!
+//! | method | score of an embedding z of class c | file |
+//! | --- | --- | --- |
+//! | `mahalanobis` | sqrt((z−μ_c)ᵀ Σ_c⁻¹ (z−μ_c)), by a Cholesky solve | [`mahalanobis`] |
+//! | `euclidean` | ‖z − μ_c‖ | [`euclidean`] |
+//! | `knn` | mean distance to the k nearest fit embeddings of c | [`knn`] |
+//! | `recon` | the autoencoder's reconstruction error (mean or local) | [`recon`] |
+//!
+//! The one decision rule everywhere: an image is anomalous when score ≥ threshold.
+
+pub mod detector;
+pub mod euclidean;
+pub mod evaluate;
+pub mod knn;
+pub mod mahalanobis;
+pub mod recon;
+pub mod threshold;
+
+use ndarray::ArrayView2;
+
+pub use detector::{ClassEntry, Detector, DetectorFile};
+pub use evaluate::{evaluate, ClassMetrics, DetectionMetrics};
+
+use crate::stats::StatsError;
+
+/// A detection method (the `detector.method` config key).
+pub use defectkit_core::config::detector::DetectorMethod as Method;
+
+/// What a scorer reads for a batch of images of one class: their embeddings and, for
+/// autoencoders, their reconstruction errors.
+#[derive(Debug, Clone, Copy)]
+pub struct Observations<'a> {
+    /// N×d embeddings.
+    pub embeddings: ArrayView2<'a, f32>,
+    /// Per-image mean squared reconstruction error (autoencoders).
+    pub recon_error: Option<&'a [f32]>,
+    /// Per-image local reconstruction error (max of the pooled error map).
+    pub recon_local: Option<&'a [f32]>,
+}
+
+/// A scorer's parameters in the form the scored ONNX graph needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnnxPart {
+    /// score = ‖W (z − mean)‖; `transform` None = identity.
+    Whitened {
+        /// μ_c.
+        mean: Vec<f32>,
+        /// W_c = L_c⁻¹ (row-major d×d).
+        transform: Option<Vec<f32>>,
+    },
+    /// k-NN over these reference rows (row-major N×d).
+    Knn {
+        /// The fit embeddings.
+        references: Vec<f32>,
+    },
+    /// The reconstruction error; no per-class parameters.
+    Recon,
+}
+
+/// One class's fitted detector.
+pub trait ClassScorer: std::fmt::Debug + Send + Sync {
+    /// Scores each image (row) of `obs`.
+    fn score(&self, obs: &Observations<'_>) -> Result<Vec<f64>, AnomalyError>;
+    /// The class's mean embedding (assigns classes in `score --class auto`).
+    fn centre(&self) -> &[f64];
+    /// Writes the arrays into `group` of `detector.h5`.
+    fn save(&self, group: &hdf5::Group) -> hdf5::Result<()>;
+    /// Small numbers for `detector.json` (e.g. the shrinkage applied).
+    fn summary(&self) -> serde_json::Value;
+    /// The parameters for the scored ONNX graph.
+    fn onnx_part(&self) -> OnnxPart;
+}
+
+/// Why fitting, scoring or saving a detector failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnomalyError {
+    /// A statistic could not be computed for a class.
+    #[error("class {class:?}: {source}")]
+    Stats {
+        /// The class.
+        class: String,
+        /// What failed.
+        source: StatsError,
+    },
+    /// The embeddings do not support this detector or these options.
+    #[error("{0}")]
+    Invalid(String),
+    /// The embedding store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// `detector.json` / `detector.h5` could not be read or written.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Euclidean distance between `a` and `b` in f64.
+pub(crate) fn distance(a: &[f32], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, m)| {
+            let d = *x as f64 - m;
+            d * d
+        })
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The mean of each column of `rows`.
+pub(crate) fn column_means(rows: ArrayView2<'_, f32>) -> Vec<f64> {
+    let (n, d) = rows.dim();
+    let mut mean = vec![0.0f64; d];
+    for row in rows.rows() {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += *v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+    mean
+}
+
+/// Reads a 1-D f64 dataset `name` of `group`.
+pub(crate) fn read_vec(group: &hdf5::Group, name: &str) -> hdf5::Result<Vec<f64>> {
+    Ok(group.dataset(name)?.read_1d::<f64>()?.to_vec())
+}
+
+/// Writes a 1-D f64 dataset.
+pub(crate) fn write_vec(group: &hdf5::Group, name: &str, values: &[f64]) -> hdf5::Result<()> {
+    group
+        .new_dataset_builder()
+        .with_data(&ndarray::Array1::from(values.to_vec()))
+        .create(name)?;
+    Ok(())
+}

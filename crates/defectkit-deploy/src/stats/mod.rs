@@ -1,0 +1,40 @@
+//! Shared statistics of the deployment side: the mean and covariance of a class's
+//! embeddings (plain or Ledoit-Wolf shrunk, [`covariance`]) and its Cholesky factor
+//! ([`cholesky`]), which the Mahalanobis detector, the scored ONNX bundle and (later) PCA
+//! use. Dense linear algebra is faer's; nothing here inverts a covariance explicitly.
+
+pub mod cholesky;
+pub mod covariance;
+
+pub use cholesky::Cholesky;
+pub use covariance::{covariance, ledoit_wolf_shrinkage, CovarianceEstimate, Shrinkage};
+
+/// Why a statistic could not be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    /// Too few rows for the statistic.
+    #[error("{needed} rows needed, {got} given")]
+    TooFewRows {
+        /// Rows required.
+        needed: usize,
+        /// Rows given.
+        got: usize,
+    },
+    /// The matrix is not (numerically) positive definite: Cholesky failed.
+    #[error(
+        "the covariance is not positive definite (singular: {rows} rows of dimension {dim}); \
+         use shrinkage (ledoit_wolf, or a value in (0, 1])"
+    )]
+    NotPositiveDefinite {
+        /// Rows it was estimated from.
+        rows: usize,
+        /// Its dimension.
+        dim: usize,
+    },
+    /// A value was NaN or infinite.
+    #[error("non-finite value in the input")]
+    NonFinite,
+    /// An option is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
