@@ -33,12 +33,15 @@ pub struct DetectArgs {
     /// Skip the PNG plots.
     #[arg(long)]
     no_plots: bool,
+    /// Also write model.scored.onnx: the model with the detector as ONNX ops (outputs
+    /// score, class_index, threshold, anomalous), runnable by any ONNX runtime.
+    #[arg(long)]
+    bundle: bool,
+    /// The model to bundle (default: the one recorded in the embeddings file).
+    #[arg(long, value_name = "MODEL.onnx", requires = "bundle")]
+    model: Option<PathBuf>,
     /// Embeddings files (`*.h5`) followed by config overrides (`detector=knn detector.k=3`).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "EMBEDDINGS.h5… OVERRIDES"
-    )]
+    #[arg(value_name = "EMBEDDINGS.h5… OVERRIDES")]
     inputs: Vec<String>,
 }
 
@@ -60,6 +63,9 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
         .context("invalid detector config")?;
     if files.is_empty() {
         bail!("no embeddings file given (usage: defectkit detect EMBEDDINGS.h5 [overrides…])");
+    }
+    if args.compare && args.bundle {
+        bail!("--bundle writes one detector's model; it does not combine with --compare");
     }
     if args.compare {
         let methods = args
@@ -105,11 +111,24 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
             .join("detect")
             .join(cfg.detector.method.as_str())
     });
+    let bundle = if args.bundle {
+        Some(match &args.model {
+            Some(m) => m.clone(),
+            None => {
+                let store = defectkit::store::EmbeddingStore::open(&embeddings)
+                    .with_context(|| format!("reading {}", embeddings.display()))?;
+                PathBuf::from(store.attributes.model_path)
+            }
+        })
+    } else {
+        None
+    };
     let report = detect(&DetectOptions {
         embeddings: embeddings.clone(),
         out_dir: out.clone(),
         config: cfg.detector.clone(),
         plots: !args.no_plots,
+        bundle,
     })
     .with_context(|| {
         format!(

@@ -1,8 +1,6 @@
 //! `defectkit embed`: a data set's splits through an exported model into HDF5.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -11,7 +9,7 @@ use defectkit::config::Loader;
 use defectkit::data::mvtec::Split;
 use defectkit::embed::{embed, EmbedError, EmbedOptions};
 
-use super::{outln, progress_enabled, Interrupted, OverrideArgs, RuntimeArgs};
+use super::{cancel_on_ctrl_c, outln, progress_enabled, Interrupted, OverrideArgs, RuntimeArgs};
 
 /// Arguments of `defectkit embed`.
 #[derive(Debug, Args)]
@@ -103,18 +101,4 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
         .into()),
         Err(e) => Err(e).with_context(|| format!("embedding with {}", args.model.display())),
     }
-}
-
-/// A flag set by the first Ctrl-C (announcing `what_happens`); a second Ctrl-C while
-/// stopping kills the process the usual way.
-fn cancel_on_ctrl_c(what_happens: &'static str) -> Arc<AtomicBool> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: {what_happens}");
-    });
-    cancel
 }

@@ -7,11 +7,14 @@ mod detect;
 mod embed;
 #[cfg(feature = "train")]
 mod export;
+mod score;
 #[cfg(feature = "train")]
 mod train;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
@@ -115,6 +118,15 @@ Examples:
   defectkit detect exports/main/b/embeddings.h5 detector=knn detector.k=1 detector.percentile=99
   defectkit detect --compare exports/main/{a,b,c,teacher}/embeddings.h5 --methods mahalanobis,knn")]
     Detect(detect::DetectArgs),
+    /// Score folders of images with a model and its detector: one row per file (path,
+    /// class, score, threshold, anomalous, error) as CSV or JSON Lines.
+    #[command(after_help = "\
+Examples:
+  defectkit score line/2026-12-01 --model exports/main/b/model.onnx \\
+      --detector exports/main/b/detect/mahalanobis/detector.json --out scores.csv
+  defectkit score img.png --model m.onnx --detector detector.json --class bottle
+  defectkit score /data/line --model m.onnx --detector d.json --shard 2/8 --out part2.csv")]
+    Score(score::ScoreArgs),
 }
 
 /// Config overrides in Hydra syntax, after the verb (flattened into every verb that
@@ -201,6 +213,10 @@ pub fn run(cli: Cli) -> Result<()> {
             single("detect")?;
             detect::run(&loader("detect")?, args)
         }
+        Command::Score(args) => {
+            single("score")?;
+            score::run(args)
+        }
     }
 }
 
@@ -214,4 +230,18 @@ fn no_multirun(multirun: bool, verb: &str) -> Result<()> {
 /// Progress bars only when a person watches stderr.
 pub fn progress_enabled() -> bool {
     std::io::stderr().is_terminal()
+}
+
+/// A flag set by the first Ctrl-C (announcing `what_happens`); a second Ctrl-C while
+/// stopping kills the process the usual way.
+pub(crate) fn cancel_on_ctrl_c(what_happens: &'static str) -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: {what_happens}");
+    });
+    cancel
 }

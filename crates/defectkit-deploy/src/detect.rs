@@ -7,6 +7,7 @@
 //! | `metrics.json`, `metrics.md` | per class, per defect type and the mean over classes |
 //! | `test_scores.csv` | every test image's score, threshold and verdict |
 //! | `roc.png`, `scores.png` | ROC curves per class; good vs defective score histograms |
+//! | `model.scored.onnx` | with `bundle`: the model + the detector as ONNX ops ([`crate::anomaly::bundle`]) |
 //!
 //! [`compare`] runs several files × methods and writes one comparison table.
 
@@ -21,6 +22,7 @@ use defectkit_core::config::DetectorConfig;
 use defectkit_core::metrics::roc_curve;
 use defectkit_core::plot::{self, LineOptions, Series};
 
+use crate::anomaly::bundle::write_scored_model;
 use crate::anomaly::evaluate::ScoredImage;
 use crate::anomaly::{evaluate, AnomalyError, DetectionMetrics, Detector};
 use crate::store::EmbeddingStore;
@@ -36,6 +38,9 @@ pub struct DetectOptions {
     pub config: DetectorConfig,
     /// Draw `roc.png` and `scores.png`.
     pub plots: bool,
+    /// Also write `model.scored.onnx`: this model (the one embedded) with the detector
+    /// appended as ONNX ops.
+    pub bundle: Option<PathBuf>,
 }
 
 /// What a detect run produced.
@@ -176,7 +181,7 @@ pub fn write_folder_atomically(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let old = defectkit_core::fsutil::temp_sibling(dir);
+    let old = PathBuf::from(format!("{}-old", tmp.display()));
     let had_old = dir.exists();
     if had_old {
         std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
@@ -211,6 +216,9 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
         if opts.plots {
             plot_roc(&dir.join("roc.png"), &title, &eval)?;
             plot_histograms(&dir.join("scores.png"), &title, &eval)?;
+        }
+        if let Some(model) = &opts.bundle {
+            write_scored_model(&eval.detector, model, &dir.join("model.scored.onnx"))?;
         }
         Ok(())
     })?;

@@ -181,6 +181,7 @@ pub fn embed(
         let pipeline = PipelineOptions {
             batch_size: opts.batch_size,
             strict: data.strict,
+            warn_skipped: true,
         };
         let result = run_batches(&mut model, &samples, pipeline, cancel, &bar, |b| {
             records.embeddings.extend_from_slice(&b.outputs.embedding);

@@ -23,6 +23,7 @@ pub mod detect;
 pub mod embed;
 pub mod pipeline;
 pub mod runtime;
+pub mod score;
 pub mod stats;
 pub mod store;
 

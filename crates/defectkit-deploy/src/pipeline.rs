@@ -1,14 +1,18 @@
 //! The one decode → preprocess → batch → run loop of the deployment side, shared by every
-//! verb that runs images through an exported model (`embed` today; `score`, `bench` and
+//! verb that runs images through an exported model (`embed`, `score`; `bench` and
 //! quantization's calibration next).
 //!
-//! Images are decoded and preprocessed in parallel (rayon) with the spec recorded in the
-//! model (ARCHITECTURE.md seam 2), then run in batches through the model's one session. `cancel` is
-//! polled between batches; an image that cannot be decoded is skipped with a warning, or
-//! ends the run when `strict`.
+//! A decoding thread decodes and preprocesses each batch in parallel (rayon) with the spec
+//! recorded in the model (ARCHITECTURE.md seam 2) and hands it over a bounded channel to the
+//! caller's thread, which runs it through the model's one session: decoding the next batch
+//! overlaps inference of this one, and at most [`PREFETCH`] decoded batches wait, so memory
+//! stays constant however many images there are. `cancel` is polled between batches; an
+//! image that cannot be decoded is skipped (reported in its batch and in the returned list),
+//! or ends the run when `strict`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
 
 use rayon::prelude::*;
 
@@ -38,7 +42,13 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     /// An undecodable image is an error instead of a warning and a skip.
     pub strict: bool,
+    /// Print a warning on stderr for each skipped image (verbs that report skips
+    /// themselves, like `score`'s error column, turn it off).
+    pub warn_skipped: bool,
 }
+
+/// Decoded batches that may wait for inference (besides the one being decoded).
+pub const PREFETCH: usize = 2;
 
 /// One batch that went through the model.
 #[derive(Debug)]
@@ -47,8 +57,10 @@ pub struct Batch<'a, T> {
     pub items: Vec<&'a T>,
     /// The preprocessed input, `[items.len(), C, H, W]` flattened.
     pub input: Vec<f32>,
-    /// The model's outputs for `input`.
+    /// The model's outputs for `input` (empty when every image of the batch was skipped).
     pub outputs: ModelOutputs,
+    /// This batch's images that could not be decoded, in order, with the reason.
+    pub skipped: Vec<(&'a T, String)>,
 }
 
 /// An image that was skipped, and why.
@@ -78,8 +90,18 @@ impl<T: ImageItem + ?Sized> ImageItem for &T {
     }
 }
 
-/// Runs `items` through `model` in batches, calling `on_batch` for each. `progress` is
-/// advanced by every item, decoded or skipped. Returns the skipped images.
+/// A batch as the decoding thread hands it over.
+struct Decoded<'a, T> {
+    items: Vec<&'a T>,
+    input: Vec<f32>,
+    skipped: Vec<(&'a T, String)>,
+    /// Items in the chunk (decoded or not), for the progress bar.
+    len: usize,
+}
+
+/// Runs `items` through `model` in batches, calling `on_batch` for each (also for a batch
+/// whose images were all skipped, so callers see every item in order). `progress` is
+/// advanced by every item, decoded or skipped. Returns all skipped images.
 pub fn run_batches<'a, T: ImageItem + Sync>(
     model: &mut OnnxModel,
     items: &'a [T],
@@ -90,46 +112,86 @@ pub fn run_batches<'a, T: ImageItem + Sync>(
 ) -> Result<Vec<Skipped>, PipelineError> {
     let spec = model.metadata.preprocess.clone();
     let per_sample = model.sample_len();
-    let mut skipped = Vec::new();
-    for chunk in items.chunks(opts.batch_size.max(1)) {
-        if cancel.load(Ordering::SeqCst) {
+    let batch_size = opts.batch_size.max(1);
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Result<Decoded<'a, T>, DataError>>(PREFETCH);
+        let spec = &spec;
+        scope.spawn(move || {
+            for chunk in items.chunks(batch_size) {
+                if cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                let decoded: Vec<Result<Vec<f32>, DataError>> = chunk
+                    .par_iter()
+                    .map(|item| {
+                        let img = load_rgb8(item.image_path())?;
+                        let mut out = vec![0.0f32; per_sample];
+                        spec.normalize_into(&spec.prepare(&img), &mut out)?;
+                        Ok(out)
+                    })
+                    .collect();
+                let mut batch = Decoded {
+                    items: Vec::with_capacity(chunk.len()),
+                    input: Vec::with_capacity(chunk.len() * per_sample),
+                    skipped: Vec::new(),
+                    len: chunk.len(),
+                };
+                for (item, result) in chunk.iter().zip(decoded) {
+                    match result {
+                        Ok(values) => {
+                            batch.input.extend_from_slice(&values);
+                            batch.items.push(item);
+                        }
+                        Err(e) if !opts.strict => batch.skipped.push((item, e.to_string())),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                // The receiver is gone when the caller stopped (error or cancel).
+                if tx.send(Ok(batch)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut skipped = Vec::new();
+        let mut seen = 0usize;
+        for decoded in rx {
+            if cancel.load(Ordering::SeqCst) {
+                return Err(PipelineError::Interrupted);
+            }
+            let batch = decoded?;
+            for (item, reason) in &batch.skipped {
+                let path = item.image_path();
+                if opts.warn_skipped {
+                    progress
+                        .suspend(|| eprintln!("warning: skipping {}: {reason}", path.display()));
+                }
+                skipped.push((path.to_path_buf(), reason.clone()));
+            }
+            progress.inc(batch.len as u64);
+            seen += batch.len;
+            let outputs = if batch.items.is_empty() {
+                ModelOutputs {
+                    primary: Vec::new(),
+                    primary_shape: Vec::new(),
+                    embedding: Vec::new(),
+                }
+            } else {
+                model.run(&batch.input)?
+            };
+            on_batch(Batch {
+                items: batch.items,
+                input: batch.input,
+                outputs,
+                skipped: batch.skipped,
+            });
+        }
+        // The decoding thread stops before the end only when cancelled.
+        if seen < items.len() {
             return Err(PipelineError::Interrupted);
         }
-        let decoded: Vec<Result<Vec<f32>, DataError>> = chunk
-            .par_iter()
-            .map(|item| {
-                let img = load_rgb8(item.image_path())?;
-                let mut out = vec![0.0f32; per_sample];
-                spec.normalize_into(&spec.prepare(&img), &mut out)?;
-                Ok(out)
-            })
-            .collect();
-        let mut input = Vec::with_capacity(chunk.len() * per_sample);
-        let mut kept = Vec::with_capacity(chunk.len());
-        for (item, result) in chunk.iter().zip(decoded) {
-            match result {
-                Ok(values) => {
-                    input.extend_from_slice(&values);
-                    kept.push(item);
-                }
-                Err(e) if !opts.strict => {
-                    let path = item.image_path();
-                    eprintln!("warning: skipping {}: {e}", path.display());
-                    skipped.push((path.to_path_buf(), e.to_string()));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        progress.inc(chunk.len() as u64);
-        if kept.is_empty() {
-            continue;
-        }
-        let outputs = model.run(&input)?;
-        on_batch(Batch {
-            items: kept,
-            input,
-            outputs,
-        });
-    }
-    Ok(skipped)
+        Ok(skipped)
+    })
 }

@@ -96,6 +96,7 @@ fn the_pipeline_batches_skips_and_stops_as_asked() {
     let lenient = PipelineOptions {
         batch_size: 4,
         strict: false,
+        warn_skipped: true,
     };
     let mut sizes = Vec::new();
     let mut seen = Vec::new();
@@ -118,6 +119,7 @@ fn the_pipeline_batches_skips_and_stops_as_asked() {
     let strict = PipelineOptions {
         batch_size: 4,
         strict: true,
+        warn_skipped: true,
     };
     let e = run_batches(&mut model, &items, strict, &never, &bar, |_| {}).unwrap_err();
     assert!(

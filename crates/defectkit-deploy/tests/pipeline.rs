@@ -83,7 +83,11 @@ fn load(dir: &Path, tiny: &TinyModel) -> OnnxModel {
 }
 
 fn opts(batch_size: usize, strict: bool) -> PipelineOptions {
-    PipelineOptions { batch_size, strict }
+    PipelineOptions {
+        batch_size,
+        strict,
+        warn_skipped: true,
+    }
 }
 
 fn close(what: &str, want: &[f32], got: &[f32]) {
@@ -178,7 +182,8 @@ fn undecodable_images_are_skipped_unless_strict() {
     let mut model = load(dir.path(), &tiny);
     let never = AtomicBool::new(false);
 
-    // Chunks of 2: [a, garbage] [b, missing] [bad, bad] [c, d]: the all-bad chunk is not run.
+    // Chunks of 2: [a, garbage] [b, missing] [bad, bad] [c, d]: the all-bad chunk is
+    // delivered with no images (nothing run) and its two skips.
     let items = vec![
         good[0].clone(),
         garbage.clone(),
@@ -191,6 +196,7 @@ fn undecodable_images_are_skipped_unless_strict() {
     ];
     let bar = indicatif::ProgressBar::hidden();
     let mut batches: Vec<Vec<PathBuf>> = Vec::new();
+    let mut per_batch_skips: Vec<Vec<PathBuf>> = Vec::new();
     let skipped = run_batches(&mut model, &items, opts(2, false), &never, &bar, |b| {
         // The outputs belong to the images kept, not to their skipped neighbours.
         for (i, item) in b.items.iter().enumerate() {
@@ -202,7 +208,11 @@ fn undecodable_images_are_skipped_unless_strict() {
                 &b.outputs.embedding[i * DIM..(i + 1) * DIM],
             );
         }
+        if b.items.is_empty() {
+            assert!(b.outputs.embedding.is_empty() && b.input.is_empty());
+        }
         batches.push(b.items.iter().map(|p| (*p).clone()).collect());
+        per_batch_skips.push(b.skipped.iter().map(|(p, _)| (*p).clone()).collect());
     })
     .unwrap();
     assert_eq!(
@@ -210,7 +220,17 @@ fn undecodable_images_are_skipped_unless_strict() {
         [
             vec![good[0].clone()],
             vec![good[1].clone()],
+            vec![],
             vec![good[2].clone(), good[3].clone()]
+        ]
+    );
+    assert_eq!(
+        per_batch_skips,
+        [
+            vec![garbage.clone()],
+            vec![missing.clone()],
+            vec![text.clone(), garbage.clone()],
+            vec![]
         ]
     );
     let names: Vec<&Path> = skipped.iter().map(|(p, _)| p.as_path()).collect();

@@ -75,7 +75,7 @@ impl ClassScorer for Knn {
                         z.iter()
                             .zip(r)
                             .map(|(a, b)| {
-                                let t = (*a - *b) as f64;
+                                let t = *a as f64 - *b as f64;
                                 t * t
                             })
                             .sum::<f64>()

@@ -12,6 +12,7 @@
 //!
 //! The one decision rule everywhere: an image is anomalous when score ≥ threshold.
 
+pub mod bundle;
 pub mod detector;
 pub mod euclidean;
 pub mod evaluate;
@@ -102,8 +103,8 @@ pub enum AnomalyError {
     },
 }
 
-/// Euclidean distance between `a` and `b` in f64.
-pub(crate) fn distance(a: &[f32], b: &[f64]) -> f64 {
+/// Euclidean distance between an embedding `a` and a mean `b`, in f64.
+pub fn distance(a: &[f32], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
         .map(|(x, m)| {

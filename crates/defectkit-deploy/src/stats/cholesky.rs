@@ -23,10 +23,13 @@ impl Cholesky {
             .map_err(|_| StatsError::NotPositiveDefinite { rows, dim })?;
         let l = llt.L().to_owned();
         // faer accepts tiny positive pivots; a factor this ill-conditioned gives meaningless
-        // distances, so treat it as singular.
-        let diag: Vec<f64> = (0..dim).map(|i| l[(i, i)]).collect();
-        let max = diag.iter().cloned().fold(0.0f64, f64::max);
-        if diag.iter().any(|&v| v.is_nan() || v <= max * 1e-7) {
+        // distances, so treat it as singular. The scale is the matrix's largest diagonal
+        // entry (≥ every Lᵢᵢ², ≤ λ_max), not L's largest pivot, which can be far smaller
+        // (a rank-1 Σ with a small first variance passed that test). Every Lᵢᵢ² ≥ λ_min, so
+        // a pivot Lᵢᵢ² ≤ 1e-14·max aⱼⱼ is refused only when cond(Σ) > 1e14.
+        let max = (0..dim).map(|i| matrix[(i, i)]).fold(0.0f64, f64::max);
+        let pivot = |i: usize| l[(i, i)] * l[(i, i)];
+        if (0..dim).any(|i| pivot(i).is_nan() || pivot(i) <= max * 1e-14) {
             return Err(StatsError::NotPositiveDefinite { rows, dim });
         }
         Ok(Self { l })
