@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default (synthetic data): set up, build, generate the
-# synthetic MVTec-like set, check it, train A, C and B briefly, export each to ONNX and
-# embed the data set's splits with ONNX Runtime into HDF5. Later stages join here.
+# synthetic MVTec-like set, check it, train A, C and B briefly, export each to ONNX, embed
+# the data set's splits with ONNX Runtime into HDF5, fit and evaluate the anomaly detectors
+# on each model's embeddings, compare them in one table, and batch-score the test images.
+# Later stages join here.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -36,3 +38,19 @@ for m in a b c teacher; do
   echo "== embed $m"
   dk embed --model "exports/main/$m/model.onnx" --out "exports/main/$m/embeddings.h5"
 done
+
+# Anomaly detection: the default detector (Mahalanobis, Ledoit-Wolf shrinkage, threshold =
+# 95th percentile of val good) per model, with its scored ONNX bundle; C also with its
+# reconstruction error.
+for m in a b c teacher; do
+  echo "== detect $m"
+  dk detect "exports/main/$m/embeddings.h5" --bundle
+done
+echo "== detect c (local reconstruction error)"
+dk detect exports/main/c/embeddings.h5 detector=recon
+echo "== compare A, B, C and the teacher (every detector)"
+dk detect --compare exports/main/{a,b,c,teacher}/embeddings.h5 --out exports/main/comparison
+echo "== score the synthetic test images with B and its detector"
+dk score data/synthetic/*/test --model exports/main/b/model.onnx \
+  --detector exports/main/b/detect/mahalanobis/detector.json --out exports/main/b/scores.csv
+echo "== done: exports/main/comparison/comparison.md"

@@ -619,3 +619,94 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
     );
     assert!(err.contains("I/N"), "{err}");
 }
+
+#[test]
+fn an_interrupted_score_leaves_no_file() {
+    let _guard = common::one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = common::repo_root();
+    let model = tiny(&tmp.path().join("m"), ModelKind::CnnScratch);
+    let h5 = tmp.path().join("m/embeddings.h5");
+    embed(&cwd, &model, &h5);
+    let det = tmp.path().join("det");
+    ok(
+        &cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "--no-plots",
+            "--out",
+            det.to_str().unwrap(),
+        ],
+    );
+    // 5000 links to the images: long enough at batch size 1 to be interrupted.
+    let line = tmp.path().join("line");
+    std::fs::create_dir_all(&line).unwrap();
+    let sources = defectkit::score::collect_files(&[dataset().to_path_buf()]).unwrap();
+    let images: Vec<&PathBuf> = sources
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "png")
+                && !p.to_string_lossy().contains("ground_truth")
+        })
+        .collect();
+    for i in 0..5000 {
+        std::os::unix::fs::symlink(images[i % images.len()], line.join(format!("{i:04}.png")))
+            .unwrap();
+    }
+    let out_dir = tmp.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut interrupted = 0;
+    for delay_ms in [100u64, 300, 800] {
+        let out = out_dir.join(format!("sigint-{delay_ms}.csv"));
+        let child = Command::new(common::defectkit_bin())
+            .args([
+                "score",
+                line.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+                "--detector",
+                det.join("detector.json").to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--batch-size",
+                "1",
+                "--threads",
+                "1",
+            ])
+            .current_dir(&cwd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.success() {
+            let text = std::fs::read_to_string(&out).expect("a finished run leaves its file");
+            assert_eq!(csv_rows(&text).len(), 5000);
+        } else {
+            interrupted += 1;
+            assert!(
+                !out.exists(),
+                "{delay_ms} ms: partial output left: {stderr}"
+            );
+            if output.status.code() == Some(130) {
+                assert!(stderr.contains("interrupted"), "{stderr}");
+            }
+        }
+        let temp: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(temp.is_empty(), "temporary files left: {temp:?}");
+    }
+    assert!(
+        interrupted > 0,
+        "no run was interrupted; the test proved nothing"
+    );
+}

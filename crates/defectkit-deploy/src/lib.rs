@@ -2,7 +2,8 @@
 //! ([`runtime`]) through one shared decode → preprocess → run loop ([`pipeline`]), and
 //! stores what they produce ([`store`]: embeddings in HDF5; [`embed`]: the `embed` verb).
 //! [`anomaly`] holds the detectors fitted on embeddings (on [`stats`]), [`detect`] the
-//! `detect` verb that fits, thresholds and evaluates them.
+//! `detect` verb that fits, thresholds and evaluates them, and [`score`] the `score` verb
+//! that batch-scores image folders with a model and a fitted detector.
 //!
 //! It meets the training side only at the ONNX file and its metadata
 //! ([`defectkit_core::onnx`]): this crate has no Burn dependency, so importing Burn here is a
