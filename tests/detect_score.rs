@@ -199,6 +199,15 @@ fn detect_writes_a_self_describing_folder_and_refuses_leaks() {
         ],
     );
     assert!(err.contains("not fitted on"), "{err}");
+    let err = fails(
+        &cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "detector.threshold_split=test",
+        ],
+    );
+    assert!(err.contains("without test"), "{err}");
     let err = fails(&cwd, &["detect", h5.to_str().unwrap(), "detector=recon"]);
     assert!(err.contains("autoencoder"), "{err}");
     let err = fails(
@@ -394,6 +403,25 @@ fn the_scored_bundle_agrees_with_score_and_passes_the_onnx_checker() {
     }
 }
 
+/// A tiny classifier under `dir/m`, embedded, with the default detector fitted in `dir/det`.
+fn fitted_classifier(cwd: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let model = tiny(&dir.join("m"), ModelKind::CnnScratch);
+    let h5 = dir.join("m/embeddings.h5");
+    embed(cwd, &model, &h5);
+    let det = dir.join("det");
+    ok(
+        cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "--no-plots",
+            "--out",
+            det.to_str().unwrap(),
+        ],
+    );
+    (model, det)
+}
+
 /// Writes `img` as PNG at `path`.
 fn save(path: &Path, img: &image::DynamicImage) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -405,20 +433,7 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
     let _guard = common::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let cwd = common::repo_root();
-    let model = tiny(&tmp.path().join("m"), ModelKind::CnnScratch);
-    let h5 = tmp.path().join("m/embeddings.h5");
-    embed(&cwd, &model, &h5);
-    let det = tmp.path().join("det");
-    ok(
-        &cwd,
-        &[
-            "detect",
-            h5.to_str().unwrap(),
-            "--no-plots",
-            "--out",
-            det.to_str().unwrap(),
-        ],
-    );
+    let (model, det) = fitted_classifier(&cwd, tmp.path());
     let detector = det.join("detector.json");
 
     // The folder: good images, nested; other formats; broken files; a hidden file.
@@ -489,7 +504,7 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
         stdout.contains(&format!("scored {n_good} of {} files", n_good + n_bad)),
         "{stdout}"
     );
-    assert!(stdout.contains(&format!("{n_bad} unreadable")), "{stdout}");
+    assert!(stdout.contains(&format!("{n_bad} not scored")), "{stdout}");
     let rows = csv_rows(&std::fs::read_to_string(&all).unwrap());
     assert_eq!(
         rows.len(),
@@ -618,6 +633,25 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
         ],
     );
     assert!(err.contains("I/N"), "{err}");
+
+    // A detector.json edited by hand (a class removed) no longer matches its arrays.
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&detector).unwrap()).unwrap();
+    edited["classes"].as_array_mut().unwrap().remove(0);
+    let edited_path = det.join("edited.json");
+    std::fs::write(&edited_path, edited.to_string()).unwrap();
+    let err = fails(
+        &cwd,
+        &[
+            "score",
+            line.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--detector",
+            edited_path.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("edited"), "{err}");
 }
 
 #[test]
@@ -625,20 +659,7 @@ fn an_interrupted_score_leaves_no_file() {
     let _guard = common::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let cwd = common::repo_root();
-    let model = tiny(&tmp.path().join("m"), ModelKind::CnnScratch);
-    let h5 = tmp.path().join("m/embeddings.h5");
-    embed(&cwd, &model, &h5);
-    let det = tmp.path().join("det");
-    ok(
-        &cwd,
-        &[
-            "detect",
-            h5.to_str().unwrap(),
-            "--no-plots",
-            "--out",
-            det.to_str().unwrap(),
-        ],
-    );
+    let (model, det) = fitted_classifier(&cwd, tmp.path());
     // 5000 links to the images: long enough at batch size 1 to be interrupted.
     let line = tmp.path().join("line");
     std::fs::create_dir_all(&line).unwrap();

@@ -33,7 +33,7 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "csv|jsonl")]
     format: Option<String>,
     /// Score only shard I of N (a stable, contiguous 1/N of the sorted files; the shards'
-    /// outputs concatenate to the whole).
+    /// outputs, headers aside, concatenate to the whole).
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
     /// Unreadable files are fatal (default: an error row each, counted at the end).
@@ -84,7 +84,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                 );
             }
             let summary = format!(
-                "scored {} of {} files in {:.1} s: {} anomalous, {} unreadable{}",
+                "scored {} of {} files in {:.1} s: {} anomalous, {} not scored{}",
                 report.scored,
                 report.files,
                 report.seconds,

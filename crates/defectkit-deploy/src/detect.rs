@@ -160,8 +160,9 @@ pub fn fit_and_evaluate(
     })
 }
 
-/// Writes `fill`'s files into a fresh temporary sibling of `dir`, then swaps it into place:
-/// a reader sees the old folder or the new one, never half of one.
+/// Writes `fill`'s files into a fresh temporary sibling of `dir`, then swaps it into place
+/// (two renames: for an instant there is no folder): a reader never sees half a folder, and a
+/// failed or interrupted run leaves the old one.
 pub fn write_folder_atomically(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), AnomalyError>,
@@ -176,7 +177,9 @@ pub fn write_folder_atomically(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let tmp = defectkit_core::fsutil::temp_sibling(dir);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    // A crashed earlier run with the same PID may have left one: never publish its files.
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
     if let Err(e) = fill(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -184,7 +187,11 @@ pub fn write_folder_atomically(
     let old = PathBuf::from(format!("{}-old", tmp.display()));
     let had_old = dir.exists();
     if had_old {
-        std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        if let Err(e) = std::fs::rename(dir, &old) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(io(dir, e));
+        }
     }
     if let Err(e) = std::fs::rename(&tmp, dir) {
         if had_old {
@@ -483,9 +490,10 @@ pub fn model_label(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Fits and evaluates every `methods` × `files` pair (each method with `base`'s splits and
-/// percentile, and its own defaults otherwise) and writes `comparison.md`, `comparison.csv`
-/// and `comparison.png` into `out_dir`.
+/// Fits and evaluates every `methods` × `files` pair (each with `base`'s options, its method
+/// replaced) and writes `comparison.md`, `comparison.csv`, `comparison.json` and
+/// `comparison.png` into `out_dir`. A pair that cannot run (recon on a classifier, a class
+/// too small for its method) is reported in [`CompareReport::skipped`], not fatal.
 pub fn compare(
     files: &[PathBuf],
     methods: &[DetectorMethod],
@@ -513,7 +521,13 @@ pub fn compare(
                 method,
                 ..base.clone()
             };
-            let eval = fit_and_evaluate(&store, file, &config)?;
+            let eval = match fit_and_evaluate(&store, file, &config) {
+                Ok(eval) => eval,
+                Err(e) => {
+                    skipped.push((file.clone(), method, e.to_string()));
+                    continue;
+                }
+            };
             rows.push(ComparisonRow {
                 model: model_label(file),
                 kind: store.attributes.model_kind.clone(),

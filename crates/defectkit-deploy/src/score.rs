@@ -5,7 +5,7 @@
 //!
 //! Files are found recursively and sorted; `shard` takes a stable contiguous 1/N of that
 //! order, so N machines split one folder with no coordination and their outputs concatenate
-//! to the unsharded one. Images go through the shared [`crate::pipeline`] (decode in parallel
+//! (each CSV's header aside) to the unsharded one. Images go through the shared [`crate::pipeline`] (decode in parallel
 //! while the previous batch runs); each batch's rows are written as soon as it is scored, so
 //! memory stays constant. A file output is written to a temporary sibling and renamed at the
 //! end: an interrupted or failed run leaves no partial file.
@@ -162,7 +162,7 @@ pub struct ScoreReport {
     pub scored: usize,
     /// Of which anomalous.
     pub anomalous: usize,
-    /// Files that could not be scored.
+    /// Files that could not be scored (unreadable, or a class without a detector).
     pub errors: usize,
     /// The first few of them, with the reason.
     pub first_errors: Vec<(PathBuf, String)>,
@@ -207,8 +207,8 @@ impl Row {
     }
 }
 
-/// Every file under `inputs` (folders recursively, hidden entries skipped), sorted and
-/// deduplicated. A missing input is an error; unreadable files come later, as error rows.
+/// Every file under `inputs` (folders recursively, hidden entries and links to folders
+/// skipped), sorted and deduplicated. A missing input is an error; unreadable files come later, as error rows.
 pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ScoreError> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScoreError> {
         let io = |source| ScoreError::Io {
@@ -221,8 +221,13 @@ pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, ScoreError> {
                 continue;
             }
             let path = entry.path();
-            if path.is_dir() {
+            let kind = entry.file_type().map_err(io)?;
+            if kind.is_dir() {
                 walk(&path, out)?;
+            } else if kind.is_symlink() && path.is_dir() {
+                // Linked folders are not followed (a link to a parent would never end);
+                // name them on the command line to score them.
+                continue;
             } else {
                 out.push(path);
             }
@@ -294,12 +299,34 @@ impl Scorer {
         })
     }
 
+    /// The batch's outputs have the shapes the metadata and the detector promise.
+    fn check_outputs(&self, b: &Batch<'_, PathBuf>, d: usize) -> Result<(), ScoreError> {
+        let n = b.items.len();
+        let want_d = self.detector.scorers[0].centre().len();
+        let primary = if self.has_logits {
+            n * self.model_classes.len()
+        } else {
+            n * self.input_shape.iter().product::<usize>()
+        };
+        if d != want_d || b.outputs.embedding.len() != n * d || b.outputs.primary.len() != primary {
+            return Err(ScoreError::Mismatch(format!(
+                "the model's outputs ({} embedding values, {} primary values for {n} images) do \
+                 not match its metadata and the detector (embeddings of {want_d}, {primary} \
+                 primary values)",
+                b.outputs.embedding.len(),
+                b.outputs.primary.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Rows for one batch (decoded images and skipped files merged in path order).
     fn rows(&self, b: &Batch<'_, PathBuf>) -> Result<Vec<Row>, ScoreError> {
         let n = b.items.len();
         let mut rows: Vec<Row> = Vec::with_capacity(n + b.skipped.len());
         // Empty when every file of the batch was unreadable.
         if let Some(d) = b.outputs.embedding.len().checked_div(n) {
+            self.check_outputs(b, d)?;
             let emb = ArrayView2::from_shape((n, d), &b.outputs.embedding)
                 .map_err(|e| ScoreError::Mismatch(format!("embedding output: {e}")))?;
             let per_sample: usize = self.input_shape.iter().product();
@@ -409,6 +436,16 @@ impl Scorer {
             for (item, a) in b.items.iter().zip(assigned) {
                 let path = item.display().to_string();
                 rows.push(match a {
+                    Ok((_, score)) if !score.is_finite() => Row {
+                        path,
+                        class: None,
+                        score: None,
+                        threshold: None,
+                        anomalous: None,
+                        error: Some(format!(
+                            "non-finite score ({score}): the model's outputs are not finite"
+                        )),
+                    },
                     Ok((pos, score)) => {
                         let entry = &self.detector.file.classes[pos];
                         let t = entry.threshold.value;
@@ -524,7 +561,8 @@ impl Drop for Sink {
     }
 }
 
-/// Scores every file of `opts.inputs`; `cancel` is polled between batches.
+/// Scores every file of `opts.inputs`; `cancel` is polled between batches (and set by the
+/// run itself when the output cannot be written, to stop the pipeline).
 pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, ScoreError> {
     let started = Instant::now();
     let detector = Detector::load(&opts.detector)?;
@@ -587,18 +625,20 @@ pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, Sc
             });
             if let Err(e) = written {
                 failure = Some(e);
+                // Stop decoding and inference: nothing more can be written.
+                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         },
     );
     bar.finish_and_clear();
+    if let Some(e) = failure {
+        return Err(e);
+    }
     match result {
         Ok(_) => {}
         Err(PipelineError::Interrupted) => return Err(ScoreError::Interrupted),
         Err(PipelineError::Runtime(e)) => return Err(e.into()),
         Err(PipelineError::Data(e)) => return Err(ScoreError::Strict(e)),
-    }
-    if let Some(e) = failure {
-        return Err(e);
     }
     sink.finish()?;
     report.seconds = started.elapsed().as_secs_f64();

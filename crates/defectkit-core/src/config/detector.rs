@@ -202,6 +202,13 @@ impl DetectorConfig {
                 self.fit_split
             ));
         }
+        if self.threshold_split == "test" {
+            return Err(
+                "detector.threshold_split = \"test\": the threshold is set without test \
+                        images (val by default), so the test metrics stay honest"
+                    .into(),
+            );
+        }
         if self.fit_split == "test" {
             return Err(
                 "detector.fit_split = \"test\": detectors are fitted on training \

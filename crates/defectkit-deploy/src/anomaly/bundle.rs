@@ -40,6 +40,19 @@ pub fn scoring_spec(
             })
         })
         .collect::<Result<_, _>>()?;
+    // `score` chooses among the detector's classes: the graph must know the same ones.
+    if positions.len() != detector.file.classes.len() {
+        return Err(AnomalyError::Invalid(format!(
+            "the detector has classes the model does not ({}); a scored graph needs exactly \
+             the model's classes ({})",
+            detector
+                .classes()
+                .filter(|c| !metadata.classes.iter().any(|m| m == c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            metadata.classes.join(", ")
+        )));
+    }
     let parts: Vec<OnnxPart> = positions
         .iter()
         .map(|&p| detector.scorers[p].onnx_part())
@@ -61,16 +74,22 @@ pub fn scoring_spec(
                 transforms: (!transforms.is_empty()).then_some(transforms),
             }
         }
-        DetectorMethod::Knn => ScoringHead::Knn {
-            k: cfg.k,
-            references: parts
-                .iter()
-                .map(|p| match p {
-                    OnnxPart::Knn { references } => references.clone(),
-                    _ => unreachable!("knn detectors give knn parts"),
-                })
-                .collect(),
-        },
+        DetectorMethod::Knn => {
+            let mut k = cfg.k;
+            let mut references = Vec::new();
+            for part in &parts {
+                let OnnxPart::Knn {
+                    references: r,
+                    k: part_k,
+                } = part
+                else {
+                    unreachable!("knn detectors give knn parts")
+                };
+                k = *part_k;
+                references.push(r.clone());
+            }
+            ScoringHead::Knn { k, references }
+        }
         DetectorMethod::Recon => ScoringHead::Recon {
             pool: (cfg.score == ReconScore::Local).then_some(cfg.pool),
         },

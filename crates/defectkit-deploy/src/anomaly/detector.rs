@@ -169,6 +169,7 @@ impl Detector {
     ) -> Result<(Self, Vec<String>), AnomalyError> {
         config.validate().map_err(AnomalyError::Invalid)?;
         let a = &store.attributes;
+        let mut warnings = Vec::new();
         let fit_split = store
             .split(&config.fit_split)
             .map_err(|e| AnomalyError::Invalid(format!("{}: {e}", embeddings.display())))?;
@@ -199,6 +200,13 @@ impl Detector {
                 )));
             }
         }
+        if config.threshold_split == "train" {
+            warnings.push(
+                "detector.threshold_split = train: the model was trained on these images, so \
+                 their scores are optimistic and the thresholds low (expect more false positives)"
+                    .to_string(),
+            );
+        }
         let mut classes: Vec<String> = fit_split.class.clone();
         classes.sort();
         classes.dedup();
@@ -211,7 +219,6 @@ impl Detector {
         }
         let mut entries = Vec::new();
         let mut scorers = Vec::new();
-        let mut warnings = Vec::new();
         for class in &classes {
             let fit = ClassRows::of(fit_split, class, true);
             if fit.index.is_empty() {
@@ -358,6 +365,23 @@ impl Detector {
                 format!("format {:?}; this version reads {FORMAT:?}", file.format),
             ));
         }
+        if file.method != file.config.method {
+            return Err(file_err(
+                json_path,
+                format!(
+                    "method {} differs from config.method {}: the file was edited",
+                    file.method, file.config.method
+                ),
+            ));
+        }
+        if file.classes.is_empty() {
+            return Err(file_err(json_path, "no classes".into()));
+        }
+        let mut names: Vec<&str> = file.classes.iter().map(|c| c.name.as_str()).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(file_err(json_path, "a class is listed twice".into()));
+        }
         let dir = json_path.parent().unwrap_or(Path::new("."));
         let h5_path = dir.join(&file.state_file);
         let sha = crate::embed::sha256_file(&h5_path)
@@ -374,12 +398,38 @@ impl Detector {
             ));
         }
         let h5 = hdf5::File::open(&h5_path).map_err(|e| file_err(&h5_path, e.to_string()))?;
+        let groups = h5
+            .member_names()
+            .map_err(|e| file_err(&h5_path, e.to_string()))?
+            .len();
+        if groups != file.classes.len() {
+            return Err(file_err(
+                json_path,
+                format!(
+                    "{} classes listed, {} stored in {}: the files were edited",
+                    file.classes.len(),
+                    groups,
+                    h5_path.display()
+                ),
+            ));
+        }
         let mut scorers: Vec<Box<dyn ClassScorer>> = Vec::new();
         for (i, entry) in file.classes.iter().enumerate() {
             let group = h5
                 .group(&format!("class_{i:03}"))
                 .map_err(|e| file_err(&h5_path, format!("class {:?}: {e}", entry.name)))?;
             let bad = |e: String| file_err(&h5_path, format!("class {:?}: {e}", entry.name));
+            let stored: String = group
+                .attr("name")
+                .and_then(|a| a.read_scalar::<hdf5::types::VarLenUnicode>())
+                .map(|v| v.as_str().to_string())
+                .map_err(|e| bad(e.to_string()))?;
+            if stored != entry.name {
+                return Err(bad(format!(
+                    "its arrays are stored for class {stored:?}: detector.json and detector.h5 \
+                     disagree (was detector.json edited?)"
+                )));
+            }
             let scorer: Box<dyn ClassScorer> = match file.method {
                 Method::Mahalanobis => {
                     Box::new(Mahalanobis::load(&group).map_err(|e| bad(e.to_string()))?)
@@ -387,7 +437,17 @@ impl Detector {
                 Method::Euclidean => {
                     Box::new(Euclidean::load(&group).map_err(|e| bad(e.to_string()))?)
                 }
-                Method::Knn => Box::new(Knn::load(&group).map_err(|e| bad(e.to_string()))?),
+                Method::Knn => {
+                    let knn = Knn::load(&group).map_err(|e| bad(e.to_string()))?;
+                    if knn.k() != file.config.k {
+                        return Err(bad(format!(
+                            "k = {} stored, config.k = {}",
+                            knn.k(),
+                            file.config.k
+                        )));
+                    }
+                    Box::new(knn)
+                }
                 Method::Recon => Box::new(
                     Recon::load(&group, file.config.score).map_err(|e| bad(e.to_string()))?,
                 ),

@@ -3,7 +3,9 @@
 
 use ndarray::ArrayView2;
 
-use super::{column_means, distance, read_vec, write_vec, AnomalyError, ClassScorer};
+use super::{
+    column_means, distance, read_mean_and_rows, write_mean_and_rows, AnomalyError, ClassScorer,
+};
 use super::{Observations, OnnxPart};
 
 /// A class's mean embedding.
@@ -27,20 +29,25 @@ impl Euclidean {
 
     /// Reads what [`ClassScorer::save`] wrote.
     pub fn load(group: &hdf5::Group) -> hdf5::Result<Self> {
-        Ok(Self {
-            mean: read_vec(group, "mean")?,
-            rows: group.attr("rows")?.read_scalar::<u64>()? as usize,
-        })
+        let (mean, rows) = read_mean_and_rows(group)?;
+        Ok(Self { mean, rows })
     }
 }
 
 impl ClassScorer for Euclidean {
     fn score(&self, obs: &Observations<'_>) -> Result<Vec<f64>, AnomalyError> {
+        if obs.embeddings.ncols() != self.mean.len() {
+            return Err(AnomalyError::Invalid(format!(
+                "embeddings of dimension {}; the detector was fitted on {}",
+                obs.embeddings.ncols(),
+                self.mean.len()
+            )));
+        }
         Ok(obs
             .embeddings
             .rows()
             .into_iter()
-            .map(|z| distance(z.as_slice().expect("standard layout"), &self.mean))
+            .map(|z| distance(&z.to_vec(), &self.mean))
             .collect())
     }
 
@@ -49,11 +56,7 @@ impl ClassScorer for Euclidean {
     }
 
     fn save(&self, group: &hdf5::Group) -> hdf5::Result<()> {
-        write_vec(group, "mean", &self.mean)?;
-        group
-            .new_attr::<u64>()
-            .create("rows")?
-            .write_scalar(&(self.rows as u64))
+        write_mean_and_rows(group, &self.mean, self.rows)
     }
 
     fn summary(&self) -> serde_json::Value {

@@ -108,8 +108,8 @@ fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Evaluates test `images` at the per-class `thresholds` (a class without a threshold is an
-/// error the caller prevents: it only scores classes it fitted).
+/// Evaluates test `images` at the per-class `thresholds`; images of a class without a
+/// threshold are left out (callers only pass classes they fitted).
 pub fn evaluate(images: &[ScoredImage], thresholds: &BTreeMap<String, f64>) -> DetectionMetrics {
     let mut by_class: BTreeMap<&str, Vec<&ScoredImage>> = BTreeMap::new();
     for img in images {

@@ -110,6 +110,7 @@ impl ClassScorer for Knn {
     fn onnx_part(&self) -> OnnxPart {
         OnnxPart::Knn {
             references: self.references.iter().copied().collect(),
+            k: self.k,
         }
     }
 }

@@ -57,6 +57,8 @@ pub enum OnnxPart {
     Knn {
         /// The fit embeddings.
         references: Vec<f32>,
+        /// Neighbours averaged.
+        k: usize,
     },
     /// The reconstruction error; no per-class parameters.
     Recon,
@@ -131,6 +133,27 @@ pub(crate) fn column_means(rows: ArrayView2<'_, f32>) -> Vec<f64> {
 /// Reads a 1-D f64 dataset `name` of `group`.
 pub(crate) fn read_vec(group: &hdf5::Group, name: &str) -> hdf5::Result<Vec<f64>> {
     Ok(group.dataset(name)?.read_1d::<f64>()?.to_vec())
+}
+
+/// Writes a class's mean embedding and the number of images it was fitted on.
+pub(crate) fn write_mean_and_rows(
+    group: &hdf5::Group,
+    mean: &[f64],
+    rows: usize,
+) -> hdf5::Result<()> {
+    write_vec(group, "mean", mean)?;
+    group
+        .new_attr::<u64>()
+        .create("rows")?
+        .write_scalar(&(rows as u64))
+}
+
+/// Reads what [`write_mean_and_rows`] wrote.
+pub(crate) fn read_mean_and_rows(group: &hdf5::Group) -> hdf5::Result<(Vec<f64>, usize)> {
+    Ok((
+        read_vec(group, "mean")?,
+        group.attr("rows")?.read_scalar::<u64>()? as usize,
+    ))
 }
 
 /// Writes a 1-D f64 dataset.

@@ -7,7 +7,10 @@
 pub use defectkit_core::config::detector::ReconScore;
 use ndarray::ArrayView2;
 
-use super::{column_means, read_vec, write_vec, AnomalyError, ClassScorer, Observations, OnnxPart};
+use super::{
+    column_means, read_mean_and_rows, write_mean_and_rows, AnomalyError, ClassScorer, Observations,
+    OnnxPart,
+};
 
 /// Per-pixel squared error averaged over channels, `[H·W]`, for one `[C, H, W]` image.
 pub fn error_map(input: &[f32], reconstruction: &[f32], channels: usize) -> Vec<f64> {
@@ -94,11 +97,8 @@ impl Recon {
 
     /// Reads what [`ClassScorer::save`] wrote.
     pub fn load(group: &hdf5::Group, score: ReconScore) -> hdf5::Result<Self> {
-        Ok(Self {
-            score,
-            mean: read_vec(group, "mean")?,
-            rows: group.attr("rows")?.read_scalar::<u64>()? as usize,
-        })
+        let (mean, rows) = read_mean_and_rows(group)?;
+        Ok(Self { score, mean, rows })
     }
 }
 
@@ -122,11 +122,7 @@ impl ClassScorer for Recon {
     }
 
     fn save(&self, group: &hdf5::Group) -> hdf5::Result<()> {
-        write_vec(group, "mean", &self.mean)?;
-        group
-            .new_attr::<u64>()
-            .create("rows")?
-            .write_scalar(&(self.rows as u64))
+        write_mean_and_rows(group, &self.mean, self.rows)
     }
 
     fn summary(&self) -> serde_json::Value {

@@ -1,9 +1,11 @@
 //! The deployable threshold: a percentile of the scores of good images the detector was not
 //! fitted on (the threshold split, `val` by default), so it needs no defective images.
 //!
-//! A percentile needs enough images: the p-th percentile of n scores lies below their maximum
-//! only when n ≥ 100 / (100 − p) (20 images for p = 95). With fewer, the threshold is the
-//! maximum, with a warning that says so — never a silently lower value.
+//! A percentile needs enough images. The rule used here: the p-th percentile is taken only
+//! from n ≥ 100 / (100 − p) images (20 for p = 95), i.e. when at least one image is expected
+//! above it; with fewer, interpolating between the top scores would pretend a precision the
+//! data do not have, so the threshold is their maximum, with a warning that says so — never a
+//! silently lower value.
 
 use serde::{Deserialize, Serialize};
 

@@ -22,8 +22,9 @@ pub enum StatsError {
     },
     /// The matrix is not (numerically) positive definite: Cholesky failed.
     #[error(
-        "the covariance is not positive definite (singular: {rows} rows of dimension {dim}); \
-         use shrinkage (ledoit_wolf, or a value in (0, 1])"
+        "the covariance of {rows} rows of dimension {dim} is singular (not positive definite): \
+         fit on more images, or set detector.shrinkage to a fixed value in (0, 1] (Ledoit-Wolf \
+         estimates no shrinkage from 2 rows, and 0 leaves a covariance of N ≤ d rows singular)"
     )]
     NotPositiveDefinite {
         /// Rows it was estimated from.

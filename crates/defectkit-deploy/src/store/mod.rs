@@ -195,7 +195,10 @@ impl SplitProvenance {
         };
         (vf != self.val_fraction || seed != self.split_seed).then(|| {
             format!(
-                "the embeddings were split with data.val_fraction={} data.split_seed={}, but                  the model was trained with data.val_fraction={vf} data.split_seed={seed}: its                  val images may be images the model trained on. Re-run `defectkit embed` with                  data.val_fraction={vf} data.split_seed={seed}",
+                "the embeddings were split with data.val_fraction={} data.split_seed={}, but \
+                 the model was trained with data.val_fraction={vf} data.split_seed={seed}: its \
+                 val images may be images the model trained on. Re-run `defectkit embed` with \
+                 data.val_fraction={vf} data.split_seed={seed}",
                 self.val_fraction, self.split_seed
             )
         })
