@@ -469,6 +469,16 @@ pub struct ComparisonRow {
     pub class_auroc: BTreeMap<String, Option<f64>>,
 }
 
+/// A bar label's method: `maha`, `eucl`, `knn`, `recon`.
+fn short_method(m: DetectorMethod) -> &'static str {
+    match m {
+        DetectorMethod::Mahalanobis => "maha",
+        DetectorMethod::Euclidean => "eucl",
+        DetectorMethod::Knn => "knn",
+        DetectorMethod::Recon => "recon",
+    }
+}
+
 /// What [`compare`] wrote.
 #[derive(Debug)]
 pub struct CompareReport {
@@ -609,7 +619,7 @@ pub fn compare(
         .iter()
         .map(|r| {
             (
-                format!("{} {}", r.model, r.method),
+                format!("{} {}", r.model, short_method(r.method)),
                 r.mean.auroc.unwrap_or(f64::NAN),
             )
         })
@@ -619,7 +629,7 @@ pub fn compare(
         "Mean image AUROC over classes (test split)",
         "mean AUROC",
         &bars,
-        (1000, 540),
+        ((110 * bars.len() as u32).max(1000), 540),
     )
     .map_err(|e| plot_err(&png_path, e))?;
     write_json(&out_dir.join("comparison.json"), &rows)?;

@@ -16,7 +16,7 @@ use super::euclidean::Euclidean;
 use super::knn::Knn;
 use super::mahalanobis::Mahalanobis;
 use super::recon::Recon;
-use super::threshold::{percentile_threshold, Threshold};
+use super::threshold::{maximum_warning, percentile_threshold, Threshold};
 use super::{AnomalyError, ClassScorer, Method, Observations};
 use crate::store::{EmbeddingStore, SplitProvenance, SplitRecords};
 
@@ -231,9 +231,6 @@ impl Detector {
             let held_out = ClassRows::of(threshold_split, class, true);
             let scores = scorer.score(&held_out.observations())?;
             let threshold = percentile_threshold(&scores, config.percentile, class)?;
-            if let Some(w) = threshold.warning(class, &config.threshold_split) {
-                warnings.push(w);
-            }
             entries.push(ClassEntry {
                 name: class.clone(),
                 threshold,
@@ -241,6 +238,11 @@ impl Detector {
             });
             scorers.push(scorer);
         }
+        let pairs: Vec<(&str, &Threshold)> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), &e.threshold))
+            .collect();
+        warnings.extend(maximum_warning(&pairs, &config.threshold_split));
         let file = DetectorFile {
             format: FORMAT.into(),
             method: config.method,

@@ -26,22 +26,26 @@ pub struct Threshold {
     pub used_maximum: bool,
 }
 
-impl Threshold {
-    /// The warning to print when [`Threshold::used_maximum`] is set.
-    pub fn warning(&self, class: &str, split: &str) -> Option<String> {
-        self.used_maximum.then(|| {
-            format!(
-                "class {class:?}: only {} good {split} image(s); the {}th percentile needs at \
-                 least {} — the threshold is their maximum score ({:.6}). Expect more false \
-                 positives than {:.0} % on new good images.",
-                self.n,
-                self.percentile,
-                images_needed(self.percentile),
-                self.value,
-                100.0 - self.percentile
-            )
-        })
-    }
+/// One warning for every class whose threshold had to be the maximum (`(class, threshold)`
+/// pairs), or None when there is none.
+pub fn maximum_warning(thresholds: &[(&str, &Threshold)], split: &str) -> Option<String> {
+    let capped: Vec<String> = thresholds
+        .iter()
+        .filter(|(_, t)| t.used_maximum)
+        .map(|(c, t)| format!("{c} ({})", t.n))
+        .collect();
+    let p = thresholds.first()?.1.percentile;
+    (!capped.is_empty()).then(|| {
+        format!(
+            "{} class(es) have fewer good {split} images than the {p}th percentile needs ({}): \
+             {}. Their thresholds are their maximum scores; expect more false positives than \
+             {:.0} % on new good images.",
+            capped.len(),
+            images_needed(p),
+            capped.join(", "),
+            100.0 - p
+        )
+    })
 }
 
 /// Images needed for the `p`-th percentile to lie below the maximum: ⌈100 / (100 − p)⌉.
@@ -98,7 +102,7 @@ mod tests {
         let t = percentile_threshold(&scores, 95.0, "c").unwrap();
         assert!((t.value - 19.05).abs() < 1e-12, "{}", t.value);
         assert!(!t.used_maximum);
-        assert_eq!(t.warning("c", "val"), None);
+        assert_eq!(maximum_warning(&[("c", &t)], "val"), None);
     }
 
     #[test]
@@ -107,8 +111,12 @@ mod tests {
         let t = percentile_threshold(&scores, 95.0, "bottle").unwrap();
         assert_eq!(t.value, 3.0);
         assert!(t.used_maximum);
-        let w = t.warning("bottle", "val").unwrap();
-        assert!(w.contains("only 3") && w.contains("at least 20"), "{w}");
+        let full = percentile_threshold(&[1.0; 20], 95.0, "carpet").unwrap();
+        let w = maximum_warning(&[("bottle", &t), ("carpet", &full)], "val").unwrap();
+        assert!(
+            w.starts_with("1 class(es)") && w.contains("(20): bottle (3)."),
+            "{w}"
+        );
         // The median needs 2 images.
         assert_eq!(images_needed(50.0), 2);
         assert_eq!(images_needed(99.0), 100);
