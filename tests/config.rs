@@ -52,7 +52,13 @@ fn default_config_is_typed_and_uses_the_synthetic_set() {
             ("model".to_string(), "cnn_scratch".to_string()),
             ("trainer".to_string(), "default".to_string()),
             ("logger".to_string(), "csv".to_string()),
+            ("detector".to_string(), "mahalanobis".to_string()),
         ]
+    );
+    assert_eq!(
+        cfg.detector,
+        defectkit::config::DetectorConfig::default(),
+        "conf/detector/mahalanobis.yaml holds the defaults"
     );
 }
 
