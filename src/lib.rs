@@ -9,6 +9,8 @@
 //! `defectkit::train` or `defectkit::runtime` work without naming the member crates.
 
 pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, plot, run};
-pub use defectkit_deploy::{anomaly, detect, embed, pipeline, runtime, score, stats, store};
+pub use defectkit_deploy::{
+    anomaly, cluster, detect, embed, pipeline, runtime, score, stats, store,
+};
 #[cfg(feature = "train")]
 pub use defectkit_train::{burn, burn_onnx, export, models, train};

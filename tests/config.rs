@@ -53,6 +53,7 @@ fn default_config_is_typed_and_uses_the_synthetic_set() {
             ("trainer".to_string(), "default".to_string()),
             ("logger".to_string(), "csv".to_string()),
             ("detector".to_string(), "mahalanobis".to_string()),
+            ("cluster".to_string(), "default".to_string()),
         ]
     );
     assert_eq!(

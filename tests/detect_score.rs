@@ -402,6 +402,90 @@ fn the_scored_bundle_agrees_with_score_and_passes_the_onnx_checker() {
     }
 }
 
+#[test]
+fn cluster_writes_its_table_and_plots_and_refuses_nonsense() {
+    let _guard = common::one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = common::repo_root();
+    let (_, det) = fitted_classifier(&cwd, tmp.path());
+    let h5 = tmp.path().join("m/embeddings.h5");
+    let out = tmp.path().join("cl");
+    let detector = det.join("detector.json");
+    let args = [
+        "cluster",
+        h5.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--detector",
+        detector.to_str().unwrap(),
+        "cluster.dbscan.min_samples=3",
+    ];
+    let (stdout, stderr) = ok(&cwd, &args);
+    assert!(stdout.contains("| all | tsne |"), "{stdout}");
+    assert!(stdout.contains("detector F1"), "{stdout}");
+    // 3 classes × 14 test images: t-SNE's perplexity is lowered, once, with the classes named.
+    assert_eq!(
+        stderr.matches("perplexity 30 lowered").count(),
+        1,
+        "{stderr}"
+    );
+    for f in [
+        "cluster.md",
+        "cluster.csv",
+        "cluster.json",
+        "pca_variance.png",
+        "kdistance_pca.png",
+        "all_tsne_dbscan.png",
+        "all_pca2_truth.png",
+        "bottle_tsne_truth.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cluster.json")).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4 * 3, "all + 3 classes, 3 spaces each");
+    for r in rows {
+        let n = r["n"].as_u64().unwrap();
+        let c = &r["confusion"];
+        let total: u64 = ["tp", "fp", "tn", "fn"]
+            .iter()
+            .map(|k| c[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, n, "{r}");
+        assert_eq!(
+            c["tp"].as_u64().unwrap() + c["fp"].as_u64().unwrap(),
+            r["noise"].as_u64().unwrap()
+        );
+    }
+    // The same input and seed give the same table.
+    let first = std::fs::read_to_string(out.join("cluster.md")).unwrap();
+    ok(&cwd, &args);
+    assert_eq!(
+        std::fs::read_to_string(out.join("cluster.md")).unwrap(),
+        first
+    );
+
+    // Nonsense is refused, naming the key.
+    let err = fails(
+        &cwd,
+        &["cluster", h5.to_str().unwrap(), "cluster.fit_split=test"],
+    );
+    assert!(err.contains("never on test"), "{err}");
+    let err = fails(
+        &cwd,
+        &["cluster", h5.to_str().unwrap(), "cluster.dbscan.eps=-1"],
+    );
+    assert!(err.contains("eps"), "{err}");
+    let err = fails(
+        &cwd,
+        &["cluster", h5.to_str().unwrap(), "--classes", "unicorn"],
+    );
+    assert!(err.contains("unicorn"), "{err}");
+    let err = fails(&cwd, &["cluster"]);
+    assert!(err.contains("one embeddings file"), "{err}");
+}
+
 /// A tiny classifier under `dir/m`, embedded, with the default detector fitted in `dir/det`.
 fn fitted_classifier(cwd: &Path, dir: &Path) -> (PathBuf, PathBuf) {
     let model = tiny(&dir.join("m"), ModelKind::CnnScratch);

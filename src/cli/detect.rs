@@ -46,7 +46,7 @@ pub struct DetectArgs {
 }
 
 /// Whether a positional argument is an override rather than a file.
-fn is_override(arg: &str) -> bool {
+pub(crate) fn is_override(arg: &str) -> bool {
     arg.starts_with('~') || arg.starts_with('+') || (arg.contains('=') && !Path::new(arg).exists())
 }
 

@@ -1,6 +1,7 @@
 //! The verbs: the clap definitions shared by all of them ([`Cli`], [`OverrideArgs`],
 //! [`RuntimeArgs`]) and one module per verb, each parse → compose → call → print.
 
+mod cluster;
 mod config;
 mod data;
 mod detect;
@@ -127,6 +128,15 @@ Examples:
   defectkit score img.png --model m.onnx --detector detector.json --class bottle
   defectkit score /data/line --model m.onnx --detector d.json --shard 2/8 --out part2.csv")]
     Score(score::ScoreArgs),
+    /// Outlier analysis: standardize + PCA (fitted on train good), t-SNE, DBSCAN in each
+    /// space with eps from the k-distance knee; noise points as candidate anomalies, scored
+    /// against the labels (and a detector's verdicts with --detector); tables and scatter plots.
+    #[command(after_help = "\
+Examples:
+  defectkit cluster exports/main/teacher/embeddings.h5
+  defectkit cluster exports/main/b/embeddings.h5 --detector exports/main/b/detect/mahalanobis/detector.json
+  defectkit cluster b.h5 cluster.dbscan.min_samples=8 cluster.dbscan.eps=3.0 --classes bottle,screw")]
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Config overrides in Hydra syntax, after the verb (flattened into every verb that
@@ -216,6 +226,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => {
             single("score")?;
             score::run(args)
+        }
+        Command::Cluster(args) => {
+            single("cluster")?;
+            cluster::run(&loader("cluster")?, args)
         }
     }
 }

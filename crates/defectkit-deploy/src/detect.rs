@@ -25,7 +25,7 @@ use defectkit_core::plot::{self, LineOptions, Series};
 use crate::anomaly::bundle::write_scored_model;
 use crate::anomaly::evaluate::ScoredImage;
 use crate::anomaly::{evaluate, AnomalyError, DetectionMetrics, Detector};
-use crate::store::EmbeddingStore;
+use crate::store::{EmbeddingStore, SplitRecords};
 
 /// What to fit and where to write it.
 #[derive(Debug, Clone)]
@@ -118,29 +118,7 @@ pub fn fit_and_evaluate(
     let keep: Vec<usize> = (0..test.len())
         .filter(|&i| known.contains(&test.class[i].as_str()))
         .collect();
-    let subset = crate::store::SplitRecords {
-        embeddings: keep
-            .iter()
-            .flat_map(|&i| {
-                test.embeddings[i * test.dim..(i + 1) * test.dim]
-                    .iter()
-                    .copied()
-            })
-            .collect(),
-        dim: test.dim,
-        label: keep.iter().map(|&i| test.label[i]).collect(),
-        class: keep.iter().map(|&i| test.class[i].clone()).collect(),
-        defect_type: keep.iter().map(|&i| test.defect_type[i].clone()).collect(),
-        path: keep.iter().map(|&i| test.path[i].clone()).collect(),
-        recon_error: test
-            .recon_error
-            .as_ref()
-            .map(|v| keep.iter().map(|&i| v[i]).collect()),
-        recon_local: test
-            .recon_local
-            .as_ref()
-            .map(|v| keep.iter().map(|&i| v[i]).collect()),
-    };
+    let subset = subset_records(test, &keep);
     let scores = detector.score_split(&subset)?;
     let images: Vec<ScoredImage> = (0..subset.len())
         .map(|i| ScoredImage {
@@ -158,6 +136,28 @@ pub fn fit_and_evaluate(
         test_paths: subset.path,
         warnings,
     })
+}
+
+/// The rows `keep` (indices) of `records`, in that order.
+pub fn subset_records(records: &SplitRecords, keep: &[usize]) -> SplitRecords {
+    let d = records.dim;
+    let pick = |v: &Option<Vec<f32>>| v.as_ref().map(|v| keep.iter().map(|&i| v[i]).collect());
+    SplitRecords {
+        embeddings: keep
+            .iter()
+            .flat_map(|&i| records.embeddings[i * d..(i + 1) * d].iter().copied())
+            .collect(),
+        dim: d,
+        label: keep.iter().map(|&i| records.label[i]).collect(),
+        class: keep.iter().map(|&i| records.class[i].clone()).collect(),
+        defect_type: keep
+            .iter()
+            .map(|&i| records.defect_type[i].clone())
+            .collect(),
+        path: keep.iter().map(|&i| records.path[i].clone()).collect(),
+        recon_error: pick(&records.recon_error),
+        recon_local: pick(&records.recon_local),
+    }
 }
 
 /// Writes `fill`'s files into a fresh temporary sibling of `dir`, then swaps it into place

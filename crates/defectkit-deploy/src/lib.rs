@@ -1,6 +1,6 @@
 //! defectkit-deploy: the deployment side. It runs exported ONNX models with ONNX Runtime
 //! ([`runtime`]) through one shared decode → preprocess → run loop ([`pipeline`]), and
-//! stores what they produce ([`store`]: embeddings in HDF5; [`embed`]: the `embed` verb).
+//! stores what they produce ([`store`]: embeddings in HDF5; [`embed`](mod@embed): the `embed` verb).
 //! [`anomaly`] holds the detectors fitted on embeddings (on [`stats`]), [`detect`] the
 //! `detect` verb that fits, thresholds and evaluates them, and [`score`] the `score` verb
 //! that batch-scores image folders with a model and a fitted detector.
@@ -20,6 +20,7 @@
 //! ```
 
 pub mod anomaly;
+pub mod cluster;
 pub mod detect;
 pub mod embed;
 pub mod pipeline;

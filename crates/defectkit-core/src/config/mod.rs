@@ -7,6 +7,7 @@
 //! deserialized into typed structs that reject unknown keys ([`schema`]). No other module
 //! reads YAML configuration itself.
 
+pub mod cluster;
 pub mod compose;
 pub mod detector;
 pub mod error;

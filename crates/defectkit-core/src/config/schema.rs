@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_norway::Value;
 
+pub use super::cluster::ClusterConfig;
 pub use super::detector::DetectorConfig;
 use super::error::ConfigError;
 use crate::data::synth::SynthOptions;
@@ -34,6 +35,10 @@ pub struct Config {
     /// saved configs of runs made before it existed.
     #[serde(default)]
     pub detector: DetectorConfig,
+    /// The outlier analysis `defectkit cluster` runs (`cluster=` group); absent from older
+    /// runs' saved configs.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// Project folders.

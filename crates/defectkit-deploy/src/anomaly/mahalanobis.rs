@@ -1,6 +1,6 @@
 //! Mahalanobis distance to the class Gaussian, as the experiment's spec writes it:
 //! d(z) = sqrt((z − μ)ᵀ Σ⁻¹ (z − μ)), μ the mean and Σ the covariance of the class's good
-//! embeddings. Σ is shrunk (Ledoit-Wolf by default, see [`crate::stats::covariance`]) because
+//! embeddings. Σ is shrunk (Ledoit-Wolf by default, see [`crate::stats::covariance`](mod@crate::stats::covariance)) because
 //! with d = 128–512 and tens to hundreds of images per class the plain Σ is singular. Scores
 //! are computed by a triangular solve with Σ's Cholesky factor, never an explicit inverse.
 

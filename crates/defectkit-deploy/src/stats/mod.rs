@@ -1,10 +1,11 @@
 //! Shared statistics of the deployment side: the mean and covariance of a class's
-//! embeddings (plain or Ledoit-Wolf shrunk, [`covariance`]) and its Cholesky factor
+//! embeddings (plain or Ledoit-Wolf shrunk, [`covariance`](mod@covariance)) and its Cholesky factor
 //! ([`cholesky`]), which the Mahalanobis detector, the scored ONNX bundle and (later) PCA
 //! use. Dense linear algebra is faer's; nothing here inverts a covariance explicitly.
 
 pub mod cholesky;
 pub mod covariance;
+pub mod pca;
 
 pub use cholesky::Cholesky;
 pub use covariance::{covariance, ledoit_wolf_shrinkage, CovarianceEstimate, Shrinkage};
