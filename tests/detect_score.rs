@@ -437,7 +437,7 @@ fn cluster_writes_its_table_and_plots_and_refuses_nonsense() {
         "kdistance_pca.png",
         "all_tsne_dbscan.png",
         "all_pca2_truth.png",
-        "bottle_tsne_truth.png",
+        "class00_bottle_tsne_truth.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -482,6 +482,32 @@ fn cluster_writes_its_table_and_plots_and_refuses_nonsense() {
         &["cluster", h5.to_str().unwrap(), "--classes", "unicorn"],
     );
     assert!(err.contains("unicorn"), "{err}");
+    let err = fails(&cwd, &["cluster", h5.to_str().unwrap(), "--split", "train"]);
+    assert!(
+        err.contains("other images than the ones clustered"),
+        "{err}"
+    );
+    // One class: only it is analysed; its clusters are compared with its defect types.
+    let one = tmp.path().join("one");
+    ok(
+        &cwd,
+        &[
+            "cluster",
+            h5.to_str().unwrap(),
+            "--classes",
+            "screw",
+            "--out",
+            one.to_str().unwrap(),
+            "--no-plots",
+        ],
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(one.join("cluster.json")).unwrap()).unwrap();
+    assert!(report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["agreement_with"] == "defect_type"));
     let err = fails(&cwd, &["cluster"]);
     assert!(err.contains("one embeddings file"), "{err}");
 }

@@ -33,7 +33,8 @@ impl ClusterSpace {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PcaConfig {
-    /// Keep the fewest components explaining this share of the variance (0, 1].
+    /// Keep the fewest components explaining this share of the variance (0, 1], and at
+    /// least 2.
     pub variance: f64,
     /// … but at most this many.
     pub max_components: usize,
@@ -60,7 +61,8 @@ pub struct DbscanConfig {
     /// Points (the point itself included) within `eps` that make a core point.
     pub min_samples: usize,
     /// Neighbourhood radius; `null` = the knee of the sorted k-distance curve (k =
-    /// `min_samples`), chosen per space and scope.
+    /// `min_samples`), chosen per space and scope. A fixed value is used in every space, whose
+    /// scales differ (t-SNE coordinates vs PCA): fix it together with a single space.
     pub eps: Option<f64>,
 }
 
@@ -124,6 +126,20 @@ impl ClusterConfig {
             return Err(
                 "cluster.fit_split = \"test\": the projection is fitted on good \
                         training images, never on test images"
+                    .into(),
+            );
+        }
+        if self.split == self.fit_split {
+            return Err(format!(
+                "cluster.split = cluster.fit_split = {:?}: the projection is fitted on other \
+                 images than the ones clustered",
+                self.split
+            ));
+        }
+        if self.dbscan.min_samples < 2 && self.dbscan.eps.is_none() {
+            return Err(
+                "cluster.dbscan.min_samples must be at least 2 when eps is chosen from \
+                        the k-distance knee (with 1 every k-distance is 0)"
                     .into(),
             );
         }

@@ -139,6 +139,10 @@ pub struct ClusterReport {
 /// A scope's rows: indices into the clustered split.
 struct Scope {
     name: String,
+    /// All classes in one space (the aggregate scope).
+    all: bool,
+    /// Its files' name prefix (unique).
+    stem: String,
     fit: Vec<usize>,
     target: Vec<usize>,
 }
@@ -235,14 +239,18 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
     };
     let mut scopes = vec![Scope {
         name: "all".into(),
+        all: true,
+        stem: "all".into(),
         fit: in_scope(fit, &classes, true),
         target: in_scope(target, &classes, false),
     }];
-    if cfg.per_class && classes.len() > 1 {
-        for c in &classes {
+    if cfg.per_class {
+        for (i, c) in classes.iter().enumerate() {
             let one = std::slice::from_ref(c);
             scopes.push(Scope {
                 name: c.clone(),
+                all: false,
+                stem: format!("class{i:02}_{}", slug(c)),
                 fit: in_scope(fit, one, true),
                 target: in_scope(target, one, false),
             });
@@ -256,204 +264,239 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
     let mut pca_summary = (0usize, 0.0f64);
     let mut lowered: Vec<String> = Vec::new();
     for scope in &scopes {
-        let stats = |source| ClusterError::Stats {
-            scope: scope.name.clone(),
-            source,
-        };
-        if scope.fit.len() < 3 {
-            warnings.push(format!(
-                "{}: only {} good {} images to fit the projection: skipped",
-                scope.name,
-                scope.fit.len(),
-                cfg.fit_split
-            ));
-            continue;
-        }
-        let fit_rows = rows_of(fit, &scope.fit);
-        let target_rows = rows_of(target, &scope.target);
-        let standardizer = Standardizer::fit(fit_rows.view()).map_err(stats)?;
-        let zf = standardizer.transform(fit_rows.view()).map_err(stats)?;
-        let zt = standardizer.transform(target_rows.view()).map_err(stats)?;
-        let k_max = cfg
-            .pca
-            .max_components
-            .min(zf.nrows())
-            .min(zf.ncols())
-            .max(2.min(zf.ncols()));
-        let pca = Pca::fit(zf.view(), k_max).map_err(stats)?;
-        let mut cumulative = 0.0;
-        let mut k = pca.explained_variance_ratio.len();
-        for (i, r) in pca.explained_variance_ratio.iter().enumerate() {
-            cumulative += r;
-            if cumulative >= cfg.pca.variance - 1e-12 {
-                k = i + 1;
-                break;
-            }
-        }
-        let k = k.max(2.min(pca.explained_variance_ratio.len()));
-        let explained: f64 = pca.explained_variance_ratio[..k].iter().sum();
-        let projected = pca.transform(zt.view());
-        let pca_k = projected.slice(s![.., ..k]).to_owned();
-        let pca_2 = projected
-            .slice(s![.., ..2.min(projected.ncols())])
-            .to_owned();
-        if scope.name == "all" {
-            pca_summary = (k, explained);
-            if opts.plots {
-                figures.push(Figure::Variance {
-                    ratios: pca.all_ratios.clone(),
-                    k,
-                });
-            }
-        }
-        // Labels of the clustered images.
-        let defective: Vec<bool> = scope.target.iter().map(|&i| target.label[i] != 0).collect();
-        let truth: Vec<&str> = if scope.name == "all" {
-            scope
-                .target
-                .iter()
-                .map(|&i| target.class[i].as_str())
-                .collect()
-        } else {
-            scope
-                .target
-                .iter()
-                .map(|&i| target.defect_type[i].as_str())
-                .collect()
-        };
-        let truth_ids = ids(&truth);
-        let n = scope.target.len();
-        let mut tsne: Option<Array2<f64>> = None;
-        if cfg.spaces.contains(&ClusterSpace::Tsne) {
-            let max_perplexity = (n as f64 - 2.0) / 3.0 - 1e-6;
-            if max_perplexity < 1.0 {
-                warnings.push(format!(
-                    "{}: {n} images are too few for t-SNE: tsne skipped",
-                    scope.name
-                ));
-            } else {
-                let perplexity = cfg.tsne.perplexity.min(max_perplexity);
-                if perplexity < cfg.tsne.perplexity {
-                    lowered.push(format!("{} ({n} images: {perplexity:.1})", scope.name));
-                }
-                let o = TsneOptions {
-                    perplexity,
-                    iterations: cfg.tsne.iterations,
-                    theta: cfg.tsne.theta,
-                    seed: cfg.tsne.seed,
-                };
-                tsne = Some(tsne_2d(pca_k.view(), &o).map_err(stats)?);
-            }
-        }
-        for &space in &cfg.spaces {
-            let data: Array2<f64> = match space {
-                ClusterSpace::Raw => zt.clone(),
-                ClusterSpace::Pca => pca_k.clone(),
-                ClusterSpace::Pca2 => pca_2.clone(),
-                ClusterSpace::Tsne => match &tsne {
-                    Some(t) => t.clone(),
-                    None => continue,
-                },
-            };
-            let min_samples = cfg.dbscan.min_samples;
-            let (eps, from_knee) = match cfg.dbscan.eps {
-                Some(e) => (e, false),
-                None => {
-                    let curve = k_distances(data.view(), min_samples).map_err(stats)?;
-                    let Some((at, value)) = knee(&curve) else {
-                        warnings.push(format!(
-                            "{} {}: no k-distance knee: skipped",
-                            scope.name,
-                            space.as_str()
-                        ));
-                        continue;
-                    };
-                    if value <= 0.0 {
-                        warnings.push(format!(
-                            "{} {}: the k-distance knee is 0 (duplicate points): skipped",
-                            scope.name,
-                            space.as_str()
-                        ));
-                        continue;
-                    }
-                    if opts.plots && scope.name == "all" {
-                        figures.push(Figure::KDistance {
-                            space,
-                            curve,
-                            at,
-                            eps: value,
-                            k: min_samples,
-                        });
-                    }
-                    (value, true)
-                }
-            };
-            let labels = dbscan(data.view(), eps, min_samples).map_err(stats)?;
-            let noise = labels.iter().filter(|l| l.is_none()).count();
-            let clusters = labels.iter().flatten().max().map_or(0, |m| m + 1);
-            let flags: Vec<f64> = labels
-                .iter()
-                .map(|l| f64::from(u8::from(l.is_none())))
-                .collect();
-            let confusion = Confusion::at_threshold(&flags, &defective, 0.5);
-            rows.push(SpaceResult {
+        // A class that cannot be analysed (too few images, degenerate embeddings) is skipped
+        // with a warning; the all-classes scope failing ends the run.
+        let outcome = (|| -> Result<(), ClusterError> {
+            let stats = |source| ClusterError::Stats {
                 scope: scope.name.clone(),
-                space,
-                n,
-                dims: data.ncols(),
-                eps,
-                eps_from_knee: from_knee,
-                clusters,
-                noise,
-                noise_fraction: noise as f64 / n.max(1) as f64,
-                precision: confusion.precision(),
-                recall: confusion.recall(),
-                f1: confusion.f1(),
-                accuracy: confusion.accuracy(),
-                confusion,
-                ari: adjusted_rand(&labels, &truth_ids),
-                nmi: normalized_mutual_info(&labels, &truth_ids),
-                agreement_with: if scope.name == "all" {
-                    "class"
-                } else {
-                    "defect_type"
+                source,
+            };
+            if scope.fit.len() < 3 {
+                return Err(ClusterError::Invalid(format!(
+                    "only {} good {} images to fit the projection",
+                    scope.fit.len(),
+                    cfg.fit_split
+                )));
+            }
+            let fit_rows = rows_of(fit, &scope.fit);
+            let target_rows = rows_of(target, &scope.target);
+            let standardizer = Standardizer::fit(fit_rows.view()).map_err(stats)?;
+            let zf = standardizer.transform(fit_rows.view()).map_err(stats)?;
+            let zt = standardizer.transform(target_rows.view()).map_err(stats)?;
+            let k_max = cfg
+                .pca
+                .max_components
+                .min(zf.nrows())
+                .min(zf.ncols())
+                .max(2.min(zf.ncols()));
+            let pca = Pca::fit(zf.view(), k_max).map_err(stats)?;
+            let mut cumulative = 0.0;
+            let mut k = pca.explained_variance_ratio.len();
+            for (i, r) in pca.explained_variance_ratio.iter().enumerate() {
+                cumulative += r;
+                if cumulative >= cfg.pca.variance - 1e-12 {
+                    k = i + 1;
+                    break;
                 }
-                .into(),
-            });
-            if opts.plots && matches!(space, ClusterSpace::Pca2 | ClusterSpace::Tsne) {
-                figures.push(Figure::Scatter {
+            }
+            let k = k.max(2.min(pca.explained_variance_ratio.len()));
+            let explained: f64 = pca.explained_variance_ratio[..k].iter().sum();
+            let projected = pca.transform(zt.view());
+            let pca_k = projected.slice(s![.., ..k]).to_owned();
+            let pca_2 = projected
+                .slice(s![.., ..2.min(projected.ncols())])
+                .to_owned();
+            if scope.all {
+                pca_summary = (k, explained);
+                if opts.plots {
+                    figures.push(Figure::Variance {
+                        ratios: pca.all_ratios.clone(),
+                        k,
+                    });
+                }
+            }
+            // Labels of the clustered images.
+            let defective: Vec<bool> = scope.target.iter().map(|&i| target.label[i] != 0).collect();
+            let against_classes = scope.all && classes.len() > 1;
+            let truth: Vec<&str> = if against_classes {
+                scope
+                    .target
+                    .iter()
+                    .map(|&i| target.class[i].as_str())
+                    .collect()
+            } else {
+                scope
+                    .target
+                    .iter()
+                    .map(|&i| target.defect_type[i].as_str())
+                    .collect()
+            };
+            let truth_ids = ids(&truth);
+            let n = scope.target.len();
+            let mut tsne: Option<Array2<f64>> = None;
+            if cfg.spaces.contains(&ClusterSpace::Tsne) {
+                let max_perplexity = (n as f64 - 1.0) / 3.0 - 1e-6;
+                if max_perplexity < 1.0 {
+                    warnings.push(format!(
+                        "{}: {n} images are too few for t-SNE: tsne skipped",
+                        scope.name
+                    ));
+                } else {
+                    let perplexity = cfg.tsne.perplexity.min(max_perplexity);
+                    if perplexity < cfg.tsne.perplexity - 1e-9 {
+                        lowered.push(format!("{} ({n} images: {perplexity:.1})", scope.name));
+                    }
+                    let o = TsneOptions {
+                        perplexity,
+                        iterations: cfg.tsne.iterations,
+                        theta: cfg.tsne.theta,
+                        seed: cfg.tsne.seed,
+                    };
+                    tsne = Some(tsne_2d(pca_k.view(), &o).map_err(stats)?);
+                }
+            }
+            for &space in &cfg.spaces {
+                let data: Array2<f64> = match space {
+                    ClusterSpace::Raw => zt.clone(),
+                    ClusterSpace::Pca => pca_k.clone(),
+                    ClusterSpace::Pca2 if pca_2.ncols() < 2 => {
+                        warnings.push(format!(
+                            "{}: embeddings of dimension {}: pca2 skipped",
+                            scope.name,
+                            zt.ncols()
+                        ));
+                        continue;
+                    }
+                    ClusterSpace::Pca2 => pca_2.clone(),
+                    ClusterSpace::Tsne => match &tsne {
+                        Some(t) => t.clone(),
+                        None => continue,
+                    },
+                };
+                let min_samples = cfg.dbscan.min_samples;
+                let (eps, from_knee) = match cfg.dbscan.eps {
+                    Some(e) => (e, false),
+                    None => {
+                        let curve = k_distances(data.view(), min_samples).map_err(stats)?;
+                        let Some((at, value)) = knee(&curve) else {
+                            warnings.push(format!(
+                                "{} {}: no k-distance knee: skipped",
+                                scope.name,
+                                space.as_str()
+                            ));
+                            continue;
+                        };
+                        if value <= 0.0 {
+                            warnings.push(format!(
+                                "{} {}: the k-distance knee is 0 (duplicate points): skipped",
+                                scope.name,
+                                space.as_str()
+                            ));
+                            continue;
+                        }
+                        if opts.plots && scope.all {
+                            figures.push(Figure::KDistance {
+                                space,
+                                curve,
+                                at,
+                                eps: value,
+                                k: min_samples,
+                            });
+                        }
+                        (value, true)
+                    }
+                };
+                if n < min_samples {
+                    warnings.push(format!(
+                        "{} {}: {n} images, fewer than min_samples = {min_samples}: skipped",
+                        scope.name,
+                        space.as_str()
+                    ));
+                    continue;
+                }
+                let labels = dbscan(data.view(), eps, min_samples).map_err(stats)?;
+                let noise = labels.iter().filter(|l| l.is_none()).count();
+                let clusters = labels.iter().flatten().max().map_or(0, |m| m + 1);
+                let flags: Vec<f64> = labels
+                    .iter()
+                    .map(|l| f64::from(u8::from(l.is_none())))
+                    .collect();
+                let confusion = Confusion::at_threshold(&flags, &defective, 0.5);
+                rows.push(SpaceResult {
                     scope: scope.name.clone(),
                     space,
-                    points: data.axis_iter(Axis(0)).map(|r| (r[0], r[1])).collect(),
-                    truth: if scope.name == "all" {
-                        defective
-                            .iter()
-                            .map(|&d| if d { "defective" } else { "good" }.to_string())
-                            .collect()
+                    n,
+                    dims: data.ncols(),
+                    eps,
+                    eps_from_knee: from_knee,
+                    clusters,
+                    noise,
+                    noise_fraction: noise as f64 / n.max(1) as f64,
+                    precision: confusion.precision(),
+                    recall: confusion.recall(),
+                    f1: confusion.f1(),
+                    accuracy: confusion.accuracy(),
+                    confusion,
+                    ari: adjusted_rand(&labels, &truth_ids),
+                    nmi: normalized_mutual_info(&labels, &truth_ids),
+                    agreement_with: if against_classes {
+                        "class"
                     } else {
-                        truth.iter().map(|t| t.to_string()).collect()
-                    },
-                    labels,
+                        "defect_type"
+                    }
+                    .into(),
+                });
+                if opts.plots
+                    && matches!(space, ClusterSpace::Pca2 | ClusterSpace::Tsne)
+                    && data.ncols() >= 2
+                {
+                    figures.push(Figure::Scatter {
+                        scope: scope.name.clone(),
+                        stem: scope.stem.clone(),
+                        space,
+                        points: data.axis_iter(Axis(0)).map(|r| (r[0], r[1])).collect(),
+                        truth: if scope.all {
+                            defective
+                                .iter()
+                                .map(|&d| if d { "defective" } else { "good" }.to_string())
+                                .collect()
+                        } else {
+                            truth.iter().map(|t| t.to_string()).collect()
+                        },
+                        labels,
+                    });
+                }
+            }
+            if let Some(det) = &detector {
+                let subset = crate::detect::subset_records(target, &scope.target);
+                let scores = det.score_split(&subset)?;
+                let thresholds = det.thresholds();
+                let flags: Vec<f64> = (0..subset.len())
+                    .map(|i| f64::from(u8::from(scores[i] >= thresholds[&subset.class[i]])))
+                    .collect();
+                let confusion = Confusion::at_threshold(&flags, &defective, 0.5);
+                det_rows.push(DetectorResult {
+                    scope: scope.name.clone(),
+                    precision: confusion.precision(),
+                    recall: confusion.recall(),
+                    f1: confusion.f1(),
+                    accuracy: confusion.accuracy(),
+                    confusion,
                 });
             }
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {}
+            Err(e) if !scope.all => warnings.push(format!("{}: skipped: {e}", scope.name)),
+            Err(e) => return Err(e),
         }
-        if let Some(det) = &detector {
-            let subset = crate::detect::subset_records(target, &scope.target);
-            let scores = det.score_split(&subset)?;
-            let thresholds = det.thresholds();
-            let flags: Vec<f64> = (0..subset.len())
-                .map(|i| f64::from(u8::from(scores[i] >= thresholds[&subset.class[i]])))
-                .collect();
-            let confusion = Confusion::at_threshold(&flags, &defective, 0.5);
-            det_rows.push(DetectorResult {
-                scope: scope.name.clone(),
-                precision: confusion.precision(),
-                recall: confusion.recall(),
-                f1: confusion.f1(),
-                accuracy: confusion.accuracy(),
-                confusion,
-            });
-        }
+    }
+    if rows.is_empty() {
+        return Err(ClusterError::Invalid(format!(
+            "nothing could be clustered: {}",
+            warnings.join("; ")
+        )));
     }
     if !lowered.is_empty() {
         warnings.push(format!(
@@ -592,6 +635,7 @@ enum Figure {
     },
     Scatter {
         scope: String,
+        stem: String,
         space: ClusterSpace,
         points: Vec<(f64, f64)>,
         truth: Vec<String>,
@@ -661,6 +705,7 @@ impl Figure {
             }
             Figure::Scatter {
                 scope,
+                stem,
                 space,
                 points,
                 truth,
@@ -680,7 +725,7 @@ impl Figure {
                     groups.push(ScatterGroup::new("good", g));
                 }
                 groups.extend(by_truth.into_iter().map(|(t, p)| ScatterGroup::new(t, p)));
-                let path = dir.join(format!("{}_{}_truth.png", slug(scope), space.as_str()));
+                let path = dir.join(format!("{stem}_{}_truth.png", space.as_str()));
                 plot::scatter(
                     &path,
                     &format!("{} · {}: truth", scope, space.as_str()),
@@ -701,7 +746,7 @@ impl Figure {
                         ScatterGroup::new(name, p)
                     })
                     .collect();
-                let path = dir.join(format!("{}_{}_dbscan.png", slug(scope), space.as_str()));
+                let path = dir.join(format!("{stem}_{}_dbscan.png", space.as_str()));
                 plot::scatter(
                     &path,
                     &format!(
