@@ -352,7 +352,25 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
                         theta: cfg.tsne.theta,
                         seed: cfg.tsne.seed,
                     };
-                    tsne = Some(tsne_2d(pca_k.view(), &o).map_err(stats)?);
+                    let map = tsne_2d(pca_k.view(), &o).map_err(stats)?;
+                    // bhtsne can collapse whole classes onto single points (measured on a 1.7k-row
+                    // set, bench/results/cluster.md): say so rather than draw a misleading map.
+                    let mut distinct: Vec<(u64, u64)> = map
+                        .axis_iter(Axis(0))
+                        .map(|r| (r[0].to_bits(), r[1].to_bits()))
+                        .collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if (distinct.len() as f64) < 0.9 * n as f64 {
+                        warnings.push(format!(
+                        "{}: t-SNE collapsed: {} distinct points for {n} images; the tsne space \
+                         and its plots are unreliable (a known bhtsne problem, see \
+                         bench/results/cluster.md)",
+                        scope.name,
+                        distinct.len()
+                    ));
+                    }
+                    tsne = Some(map);
                 }
             }
             for &space in &cfg.spaces {
