@@ -9,8 +9,10 @@
 //! `barnes_hut_with_neighbors`. bhtsne's parallel sums (P's normalizer,
 //! Z, the re-centring) would be reduced in a schedule-dependent order on a multi-threaded
 //! pool, so the optimization runs on a private one-thread rayon pool: the same rows and
-//! options give the same bits on every run. Its defaults are kept: learning rate
-//! max(N/48, 50), early exaggeration 12 for the first 250 iterations, momentum 0.5 then 0.8.
+//! options give the same bits on every run. Its defaults are kept (early exaggeration 12 for
+//! the first 250 iterations, momentum 0.5 then 0.8) except the learning rate: 4·max(N/48, 50),
+//! scikit-learn's step on bhtsne's gradient, which lacks scikit-learn's factor 4 (with bhtsne's
+//! own rate, clustered data collapsed onto a few points).
 //!
 //! Every input bhtsne would panic on (perplexity too large for N, a neighbour table with k = 0
 //! or k ≥ N, theta ≤ 0 or NaN, …) is refused first with [`StatsError`]; theta = 0 (which
@@ -185,7 +187,14 @@ pub fn tsne_2d(rows: ArrayView2<'_, f64>, opts: &TsneOptions) -> Result<Array2<f
     let ids: Vec<usize> = (0..n).collect();
     let y = pool.install(|| {
         let mut t: tSNE<f64, usize, 2> = tSNE::new(&ids);
+        // scikit-learn's learning rate ("auto": max(N / early_exaggeration / 4, 50)) applies to
+        // a gradient carrying the factor 4 = 2(ν+1)/ν of the Student-t kernel; bhtsne's gradient
+        // omits it (as van der Maaten's C++ does), so the same step needs 4× the rate. With
+        // bhtsne's own default the maps of clustered data collapsed whole classes onto single
+        // points (bench/results/cluster.md, 2026-12-02: 10 distinct points for 1725 rows).
+        let lr = (n as f64 / 12.0 / 4.0).max(50.0) * 4.0;
         t.perplexity(opts.perplexity)
+            .learning_rate(lr)
             .epochs(opts.iterations)
             .initial_embedding(init)
             .barnes_hut_with_neighbors(theta, &table);
@@ -202,6 +211,45 @@ pub fn tsne_2d(rows: ArrayView2<'_, f64>, opts: &TsneOptions) -> Result<Array2<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tight classes (a mean + a 6-D latent factor + small noise, in 48-D; MVTec's test size) as trained
+    /// embeddings look: with bhtsne's own learning rate whole classes collapsed onto single
+    /// points; every image must keep its own point.
+    #[test]
+    fn tight_classes_do_not_collapse() {
+        let mut rng = SplitMix64(11);
+        let (classes, per, d, rank) = (10, 172, 48, 6);
+        let mut rows = Array2::<f64>::zeros((classes * per, d));
+        for c in 0..classes {
+            let mean: Vec<f64> = (0..d).map(|_| rng.gauss()).collect();
+            let factors: Vec<f64> = (0..d * rank).map(|_| 0.245 * rng.gauss()).collect();
+            for i in 0..per {
+                let z: Vec<f64> = (0..rank).map(|_| rng.gauss()).collect();
+                for j in 0..d {
+                    let f: f64 = (0..rank).map(|r| factors[j * rank + r] * z[r]).sum();
+                    rows[[c * per + i, j]] = mean[j] + f + 0.15 * rng.gauss();
+                }
+            }
+        }
+        let opts = TsneOptions {
+            perplexity: 30.0,
+            iterations: 1000,
+            theta: 0.5,
+            seed: 0,
+        };
+        let y = tsne_2d(rows.view(), &opts).unwrap();
+        let mut spots: Vec<(u64, u64)> = y
+            .axis_iter(ndarray::Axis(0))
+            .map(|r| (r[0].to_bits(), r[1].to_bits()))
+            .collect();
+        spots.sort_unstable();
+        spots.dedup();
+        assert_eq!(
+            spots.len(),
+            classes * per,
+            "t-SNE collapsed points together"
+        );
+    }
 
     /// `n` points around `centres` (cycled), spread `spread`, in `d` dimensions.
     fn blobs(n: usize, d: usize, centres: usize, spread: f64, seed: u64) -> Array2<f64> {
