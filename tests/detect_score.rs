@@ -703,44 +703,24 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
     assert_eq!(csv_rows(&stdout), rows);
 
     // Clear errors: a missing folder, another model than the detector's, a bad shard.
-    let err = fails(
-        &cwd,
-        &[
+    let score_fails = |input: &Path, model: &Path, detector: &Path, extra: &[&str]| -> String {
+        let mut args = vec![
             "score",
-            "/nonexistent/line",
+            input.to_str().unwrap(),
             "--model",
             model.to_str().unwrap(),
             "--detector",
             detector.to_str().unwrap(),
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        fails(&cwd, &args)
+    };
+    let err = score_fails(Path::new("/nonexistent/line"), &model, &detector, &[]);
     assert!(err.contains("/nonexistent/line"), "{err}");
     let other = tiny(&tmp.path().join("other"), ModelKind::UnetAe);
-    let err = fails(
-        &cwd,
-        &[
-            "score",
-            line.to_str().unwrap(),
-            "--model",
-            other.to_str().unwrap(),
-            "--detector",
-            detector.to_str().unwrap(),
-        ],
-    );
+    let err = score_fails(&line, &other, &detector, &[]);
     assert!(err.contains("another model"), "{err}");
-    let err = fails(
-        &cwd,
-        &[
-            "score",
-            line.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--detector",
-            detector.to_str().unwrap(),
-            "--shard",
-            "3/3",
-        ],
-    );
+    let err = score_fails(&line, &model, &detector, &["--shard", "3/3"]);
     assert!(err.contains("I/N"), "{err}");
 
     // A detector.json edited by hand (a class removed) no longer matches its arrays.
@@ -749,17 +729,7 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
     edited["classes"].as_array_mut().unwrap().remove(0);
     let edited_path = det.join("edited.json");
     std::fs::write(&edited_path, edited.to_string()).unwrap();
-    let err = fails(
-        &cwd,
-        &[
-            "score",
-            line.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
-            "--detector",
-            edited_path.to_str().unwrap(),
-        ],
-    );
+    let err = score_fails(&line, &model, &edited_path, &[]);
     assert!(err.contains("edited"), "{err}");
 }
 

@@ -19,8 +19,8 @@ use ndarray::ArrayView2;
 
 use defectkit_core::config::detector::DetectorMethod;
 
-use crate::anomaly::recon::{local_error, mean_error};
 use crate::anomaly::{AnomalyError, Detector, Observations};
+use crate::embed::{recon_errors, recon_local_errors};
 use crate::pipeline::{run_batches, Batch, PipelineError, PipelineOptions};
 use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
 
@@ -331,24 +331,17 @@ impl Scorer {
                 .map_err(|e| ScoreError::Mismatch(format!("embedding output: {e}")))?;
             let per_sample: usize = self.input_shape.iter().product();
             let recon = self.detector.file.method == DetectorMethod::Recon;
+            // The same per-image errors `embed` stores, so the detector sees what it was fitted on.
             let (recon_error, recon_local): (Option<Vec<f32>>, Option<Vec<f32>>) = if recon {
                 let pool = self.detector.file.config.pool;
-                let pairs = b
-                    .input
-                    .chunks(per_sample)
-                    .zip(b.outputs.primary.chunks(per_sample));
                 (
-                    Some(
-                        pairs
-                            .clone()
-                            .map(|(x, y)| mean_error(x, y) as f32)
-                            .collect(),
-                    ),
-                    Some(
-                        pairs
-                            .map(|(x, y)| local_error(x, y, self.input_shape, pool) as f32)
-                            .collect(),
-                    ),
+                    Some(recon_errors(&b.input, &b.outputs.primary, per_sample)),
+                    Some(recon_local_errors(
+                        &b.input,
+                        &b.outputs.primary,
+                        self.input_shape,
+                        pool,
+                    )),
                 )
             } else {
                 (None, None)
@@ -368,14 +361,14 @@ impl Scorer {
                 if recon {
                     for (i, z) in emb.rows().into_iter().enumerate() {
                         let z = z.to_vec();
-                        let best = (0..self.detector.scorers.len())
-                            .min_by(|&a, &b| {
-                                crate::anomaly::distance(&z, self.detector.scorers[a].centre())
-                                    .total_cmp(&crate::anomaly::distance(
-                                        &z,
-                                        self.detector.scorers[b].centre(),
-                                    ))
-                            })
+                        let distances: Vec<f64> = self
+                            .detector
+                            .scorers
+                            .iter()
+                            .map(|s| crate::anomaly::distance(&z, s.centre()))
+                            .collect();
+                        let best = (0..distances.len())
+                            .min_by(|&a, &b| distances[a].total_cmp(&distances[b]))
                             .expect("a detector has classes");
                         assigned[i] = Ok((best, 0.0));
                     }

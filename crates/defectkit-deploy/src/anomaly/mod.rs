@@ -23,6 +23,8 @@ pub mod threshold;
 
 use ndarray::ArrayView2;
 
+pub(crate) use crate::stats::column_means;
+
 pub use detector::{ClassEntry, Detector, DetectorFile};
 pub use evaluate::{evaluate, ClassMetrics, DetectionMetrics};
 
@@ -115,19 +117,6 @@ pub fn distance(a: &[f32], b: &[f64]) -> f64 {
         })
         .sum::<f64>()
         .sqrt()
-}
-
-/// The mean of each column of `rows`.
-pub(crate) fn column_means(rows: ArrayView2<'_, f32>) -> Vec<f64> {
-    let (n, d) = rows.dim();
-    let mut mean = vec![0.0f64; d];
-    for row in rows.rows() {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += *v as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    mean
 }
 
 /// Reads a 1-D f64 dataset `name` of `group`.

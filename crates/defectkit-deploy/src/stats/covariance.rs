@@ -32,15 +32,7 @@ fn centred(rows: ArrayView2<'_, f32>) -> Result<(Mat<f64>, Vec<f64>), StatsError
     if rows.iter().any(|v| !v.is_finite()) {
         return Err(StatsError::NonFinite);
     }
-    let mut mean = vec![0.0f64; d];
-    for row in rows.rows() {
-        for (m, v) in mean.iter_mut().zip(row) {
-            *m += *v as f64;
-        }
-    }
-    for m in &mut mean {
-        *m /= n as f64;
-    }
+    let mean = super::column_means(rows);
     let x = Mat::from_fn(n, d, |i, j| rows[[i, j]] as f64 - mean[j]);
     Ok((x, mean))
 }

@@ -7,8 +7,23 @@ pub mod cholesky;
 pub mod covariance;
 pub mod pca;
 
+use ndarray::ArrayView2;
+
 pub use cholesky::Cholesky;
 pub use covariance::{covariance, ledoit_wolf_shrinkage, CovarianceEstimate, Shrinkage};
+
+/// The mean of each column of `rows`.
+pub(crate) fn column_means(rows: ArrayView2<'_, f32>) -> Vec<f64> {
+    let (n, d) = rows.dim();
+    let mut mean = vec![0.0f64; d];
+    for row in rows.rows() {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += *v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
+    mean
+}
 
 /// Why a statistic could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
