@@ -10,7 +10,7 @@
 
 pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, plot, run};
 pub use defectkit_deploy::{
-    anomaly, cluster, detect, embed, pipeline, runtime, score, stats, store,
+    anomaly, bench, cluster, detect, embed, pipeline, quantize, runtime, score, stats, store,
 };
 #[cfg(feature = "train")]
 pub use defectkit_train::{burn, burn_onnx, export, models, train};

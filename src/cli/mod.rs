@@ -1,6 +1,7 @@
 //! The verbs: the clap definitions shared by all of them ([`Cli`], [`OverrideArgs`],
 //! [`RuntimeArgs`]) and one module per verb, each parse → compose → call → print.
 
+mod bench;
 mod cluster;
 mod config;
 mod data;
@@ -8,6 +9,7 @@ mod detect;
 mod embed;
 #[cfg(feature = "train")]
 mod export;
+mod quantize;
 mod score;
 #[cfg(feature = "train")]
 mod train;
@@ -137,6 +139,22 @@ Examples:
   defectkit cluster exports/main/b/embeddings.h5 --detector exports/main/b/detect/mahalanobis/detector.json
   defectkit cluster b.h5 cluster.dbscan.min_samples=8 cluster.dbscan.eps=3.0 --classes bottle,screw")]
     Cluster(cluster::ClusterArgs),
+    /// Quantize an exported FP32 model to static int8 (QDQ, weights per channel), calibrated
+    /// on good training images; checks that ONNX Runtime fuses it into int8 kernels.
+    #[command(after_help = "\
+Examples:
+  defectkit quantize exports/main/a/model.onnx                 # -> exports/main/a/model.int8.onnx
+  defectkit quantize exports/main/b/model.onnx quantize=percentile quantize.percentile=99.99
+  defectkit quantize m.onnx --out m.trt.int8.onnx quantize.symmetric_activations=true")]
+    Quantize(quantize::QuantizeArgs),
+    /// Benchmark exported models: size, load time, latency percentiles, throughput, peak
+    /// RSS and detection quality; with --quantized FP32 and INT8 side by side.
+    #[command(after_help = "\
+Examples:
+  defectkit bench --quantized --models exports/main/a exports/main/b
+  defectkit bench --quantized --top 3 --batch 1,16 --threads 1
+  defectkit bench --models exports/main/b --ep cpu,cuda,tensorrt")]
+    Bench(bench::BenchArgs),
 }
 
 /// Config overrides in Hydra syntax, after the verb (flattened into every verb that
@@ -230,6 +248,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cluster(args) => {
             single("cluster")?;
             cluster::run(&loader("cluster")?, args)
+        }
+        Command::Quantize(args) => {
+            single("quantize")?;
+            quantize::run(&loader("quantize")?, args)
+        }
+        Command::Bench(args) => {
+            single("bench")?;
+            bench::run(&loader("bench")?, args)
         }
     }
 }

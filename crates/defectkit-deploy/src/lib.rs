@@ -20,10 +20,12 @@
 //! ```
 
 pub mod anomaly;
+pub mod bench;
 pub mod cluster;
 pub mod detect;
 pub mod embed;
 pub mod pipeline;
+pub mod quantize;
 pub mod runtime;
 pub mod score;
 pub mod stats;

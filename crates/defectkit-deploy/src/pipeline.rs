@@ -17,7 +17,7 @@ use std::sync::mpsc::sync_channel;
 use rayon::prelude::*;
 
 use defectkit_core::data::image_io::load_rgb8;
-use defectkit_core::data::DataError;
+use defectkit_core::data::{DataError, PreprocessSpec};
 
 use crate::runtime::{ModelOutputs, OnnxModel, RuntimeError};
 
@@ -112,10 +112,53 @@ pub fn run_batches<'a, T: ImageItem + Sync>(
 ) -> Result<Vec<Skipped>, PipelineError> {
     let spec = model.metadata.preprocess.clone();
     let per_sample = model.sample_len();
+    decode_batches(&spec, per_sample, items, opts, cancel, progress, |batch| {
+        let outputs = if batch.items.is_empty() {
+            ModelOutputs {
+                primary: Vec::new(),
+                primary_shape: Vec::new(),
+                embedding: Vec::new(),
+            }
+        } else {
+            model.run(&batch.input)?
+        };
+        on_batch(Batch {
+            items: batch.items,
+            input: batch.input,
+            outputs,
+            skipped: batch.skipped,
+        });
+        Ok(())
+    })
+}
+
+/// One decoded, preprocessed batch, before any model saw it.
+#[derive(Debug)]
+pub struct DecodedBatch<'a, T> {
+    /// The items whose images were decoded, in order (skipped ones left out).
+    pub items: Vec<&'a T>,
+    /// The preprocessed input, `[items.len(), C, H, W]` flattened.
+    pub input: Vec<f32>,
+    /// This batch's images that could not be decoded, in order, with the reason.
+    pub skipped: Vec<(&'a T, String)>,
+}
+
+/// The loop under [`run_batches`] for callers that run their own session (quantization's
+/// calibration runs a graph with extra outputs): decodes `items` with `spec` into batches
+/// of `per_sample` values per image and hands each to `on_batch` (also a batch whose images
+/// were all skipped). An error from `on_batch` ends the run.
+pub fn decode_batches<'a, T: ImageItem + Sync>(
+    spec: &PreprocessSpec,
+    per_sample: usize,
+    items: &'a [T],
+    opts: PipelineOptions,
+    cancel: &AtomicBool,
+    progress: &indicatif::ProgressBar,
+    mut on_batch: impl FnMut(DecodedBatch<'a, T>) -> Result<(), RuntimeError>,
+) -> Result<Vec<Skipped>, PipelineError> {
     let batch_size = opts.batch_size.max(1);
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<Result<Decoded<'a, T>, DataError>>(PREFETCH);
-        let spec = &spec;
         scope.spawn(move || {
             for chunk in items.chunks(batch_size) {
                 if cancel.load(Ordering::SeqCst) {
@@ -172,21 +215,11 @@ pub fn run_batches<'a, T: ImageItem + Sync>(
             }
             progress.inc(batch.len as u64);
             seen += batch.len;
-            let outputs = if batch.items.is_empty() {
-                ModelOutputs {
-                    primary: Vec::new(),
-                    primary_shape: Vec::new(),
-                    embedding: Vec::new(),
-                }
-            } else {
-                model.run(&batch.input)?
-            };
-            on_batch(Batch {
+            on_batch(DecodedBatch {
                 items: batch.items,
                 input: batch.input,
-                outputs,
                 skipped: batch.skipped,
-            });
+            })?;
         }
         // The decoding thread stops before the end only when cancelled.
         if seen < items.len() {

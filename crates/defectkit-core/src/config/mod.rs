@@ -15,6 +15,7 @@ mod grammar;
 pub mod interpolate;
 pub mod overrides;
 mod pyrepr;
+pub mod quantize;
 pub mod rundir;
 pub mod schema;
 pub mod sweep;
@@ -25,6 +26,7 @@ pub use compose::{Composed, ConfigRepo, RunMode};
 pub use detector::DetectorConfig;
 pub use error::ConfigError;
 pub use interpolate::ResolveContext;
+pub use quantize::QuantizeConfig;
 pub use rundir::RunDir;
 pub use schema::Config;
 

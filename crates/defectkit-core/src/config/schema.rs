@@ -11,6 +11,7 @@ use serde_norway::Value;
 pub use super::cluster::ClusterConfig;
 pub use super::detector::DetectorConfig;
 use super::error::ConfigError;
+pub use super::quantize::QuantizeConfig;
 use crate::data::synth::SynthOptions;
 use crate::data::PreprocessSpec;
 use crate::onnx::ModelKind;
@@ -39,6 +40,10 @@ pub struct Config {
     /// runs' saved configs.
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// How `defectkit quantize` calibrates and quantizes (`quantize=` group); absent from
+    /// older runs' saved configs.
+    #[serde(default)]
+    pub quantize: QuantizeConfig,
 }
 
 /// Project folders.

@@ -1,5 +1,6 @@
 //! Small constructors for graph pieces (values, nodes, attributes, initializers), shared by
-//! the graph edits ([`super::scoring`]) and the tiny test models ([`super::testing`]).
+//! the graph edits ([`super::scoring`], the deployment side's quantizer) and the tiny test
+//! models ([`super::testing`]).
 
 use protobuf::{EnumOrUnknown, MessageField};
 
@@ -10,7 +11,7 @@ use super::{
 
 /// One axis of a value's shape.
 #[derive(Debug, Clone)]
-pub(crate) enum Dim {
+pub enum Dim {
     /// The symbolic `batch` axis.
     Batch,
     /// A static size.
@@ -29,13 +30,13 @@ impl Dim {
 }
 
 /// A FLOAT tensor value of shape `dims`.
-pub(crate) fn value(name: &str, dims: &[Dim]) -> ValueInfoProto {
+pub fn value(name: &str, dims: &[Dim]) -> ValueInfoProto {
     let dims: Vec<_> = dims.iter().map(Dim::to_proto).collect();
     typed_value(name, tensor_proto::DataType::FLOAT, dims)
 }
 
 /// A tensor value of element type `elem` whose axes are the given proto dimensions.
-pub(crate) fn typed_value(
+pub fn typed_value(
     name: &str,
     elem: tensor_proto::DataType,
     dims: Vec<tensor_shape_proto::Dimension>,
@@ -58,7 +59,7 @@ pub(crate) fn typed_value(
 }
 
 /// A node named `name` (or `<op>_<first output>` when `name` is empty).
-pub(crate) fn named_node(
+pub fn named_node(
     name: &str,
     op: &str,
     inputs: &[&str],
@@ -80,7 +81,7 @@ pub(crate) fn named_node(
 }
 
 /// A node named `<op>_<first output>`.
-pub(crate) fn node(
+pub fn node(
     op: &str,
     inputs: &[&str],
     outputs: &[&str],
@@ -90,7 +91,7 @@ pub(crate) fn node(
 }
 
 /// An INT attribute.
-pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
+pub fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         i,
@@ -100,7 +101,7 @@ pub(crate) fn attr_int(name: &str, i: i64) -> AttributeProto {
 }
 
 /// An INTS attribute.
-pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+pub fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         ints: ints.to_vec(),
@@ -110,7 +111,7 @@ pub(crate) fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
 }
 
 /// A FLOAT initializer (raw little-endian data).
-pub(crate) fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+pub fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
     debug_assert_eq!(dims.iter().product::<i64>() as usize, values.len());
     TensorProto {
         name: name.into(),
@@ -122,12 +123,48 @@ pub(crate) fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorPr
 }
 
 /// A 1-D INT64 initializer (raw little-endian data).
-pub(crate) fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+pub fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![values.len() as i64],
         data_type: tensor_proto::DataType::INT64 as i32,
         raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// An initializer of element type `elem` with the given little-endian `raw` bytes.
+pub fn raw_tensor(
+    name: &str,
+    dims: &[i64],
+    elem: tensor_proto::DataType,
+    raw: Vec<u8>,
+) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: elem as i32,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+/// A STRING attribute.
+pub fn attr_string(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        s: s.as_bytes().to_vec(),
+        type_: EnumOrUnknown::new(AttributeType::STRING),
+        ..Default::default()
+    }
+}
+
+/// A FLOAT attribute.
+pub fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        f,
+        type_: EnumOrUnknown::new(AttributeType::FLOAT),
         ..Default::default()
     }
 }

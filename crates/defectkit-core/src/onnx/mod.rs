@@ -5,7 +5,7 @@
 //! This is the meeting point of the training and deployment sides (ARCHITECTURE.md seam 1): the
 //! exporter writes [`ModelMetadata`] here, the runtime reads it back.
 
-mod build;
+pub mod build;
 pub mod metadata;
 pub mod parity;
 pub mod scoring;
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub use generated::onnx::*;
 pub use metadata::{DataSplit, ModelKind, ModelMetadata, Precision, METADATA_KEY};
 pub use parity::{Parity, PARITY_TOLERANCE};
-pub use protobuf::Message;
+pub use protobuf::{Message, MessageField};
 
 /// Errors reading, editing or writing an ONNX file.
 #[derive(Debug, thiserror::Error)]

@@ -10,10 +10,10 @@
 
 use protobuf::MessageField;
 
-use super::build::{attr_int, float_tensor, int64_tensor, node, value, Dim};
+use super::build::{attr_int, attr_ints, float_tensor, int64_tensor, named_node, node, value, Dim};
 use super::{
-    set_metadata_prop, GraphProto, ModelKind, ModelMetadata, ModelProto, OperatorSetIdProto,
-    Precision, METADATA_KEY,
+    set_metadata_prop, GraphProto, ModelKind, ModelMetadata, ModelProto, NodeProto,
+    OperatorSetIdProto, Precision, TensorProto, METADATA_KEY,
 };
 use crate::data::PreprocessSpec;
 
@@ -164,6 +164,200 @@ impl TinyModel {
             head,
         }
     }
+}
+
+/// A small ResNet-shaped classifier laid out as `defectkit export` (burn-onnx) writes A, B
+/// and the teacher: Conv → BatchNormalization → Relu, MaxPool, a residual block (Add + Relu),
+/// GlobalAveragePool → Reshape (`embedding`, `[batch, width]`) → MatMul + Add of a bias
+/// reshaped at run time (`logits`). Weights are seeded pseudo-random; the quantizer's tests
+/// use it where a graph with real convolutions is needed.
+pub fn conv_classifier(
+    side: usize,
+    classes: &[&str],
+    width: usize,
+    seed: u64,
+) -> (ModelProto, ModelMetadata) {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32
+    };
+    let w = width as i64;
+    let n = classes.len() as i64;
+    let mut initializer = Vec::new();
+    let mut nodes = Vec::new();
+    let conv = |name: &str,
+                input: &str,
+                output: &str,
+                cin: i64,
+                stride: i64,
+                init: &mut Vec<TensorProto>,
+                nodes: &mut Vec<NodeProto>,
+                next: &mut dyn FnMut() -> f32| {
+        let count = (w * cin * 9) as usize;
+        let bound = (6.0 / (cin as f32 * 9.0)).sqrt();
+        let weights: Vec<f32> = (0..count).map(|_| (next() * 2.0 - 1.0) * bound).collect();
+        init.push(float_tensor(
+            &format!("{name}.weight"),
+            &[w, cin, 3, 3],
+            &weights,
+        ));
+        let gamma: Vec<f32> = (0..w).map(|_| 0.5 + next()).collect();
+        let beta: Vec<f32> = (0..w).map(|_| next() - 0.5).collect();
+        let mean: Vec<f32> = (0..w).map(|_| (next() - 0.5) * 0.2).collect();
+        let var: Vec<f32> = (0..w).map(|_| 0.5 + next()).collect();
+        for (p, v) in [
+            ("gamma", gamma),
+            ("beta", beta),
+            ("running_mean", mean),
+            ("running_var", var),
+        ] {
+            init.push(float_tensor(&format!("{name}.bn.{p}"), &[w], &v));
+        }
+        let conv_out = format!("{output}_conv");
+        nodes.push(named_node(
+            &format!("{name}_conv"),
+            "Conv",
+            &[input, &format!("{name}.weight")],
+            &[&conv_out],
+            vec![
+                attr_ints("strides", &[stride, stride]),
+                attr_ints("pads", &[1, 1, 1, 1]),
+                attr_ints("dilations", &[1, 1]),
+                attr_int("group", 1),
+            ],
+        ));
+        let mut bn = named_node(
+            &format!("{name}_bn"),
+            "BatchNormalization",
+            &[
+                &conv_out,
+                &format!("{name}.bn.gamma"),
+                &format!("{name}.bn.beta"),
+                &format!("{name}.bn.running_mean"),
+                &format!("{name}.bn.running_var"),
+            ],
+            &[output],
+            vec![],
+        );
+        bn.attribute.push(super::build::attr_float("epsilon", 1e-5));
+        nodes.push(bn);
+    };
+    conv(
+        "c1",
+        "input",
+        "b1",
+        3,
+        2,
+        &mut initializer,
+        &mut nodes,
+        &mut next,
+    );
+    nodes.push(node("Relu", &["b1"], &["r1"], vec![]));
+    nodes.push(node(
+        "MaxPool",
+        &["r1"],
+        &["p1"],
+        vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_ints("strides", &[2, 2]),
+        ],
+    ));
+    conv(
+        "c2",
+        "p1",
+        "b2",
+        w,
+        1,
+        &mut initializer,
+        &mut nodes,
+        &mut next,
+    );
+    nodes.push(node("Relu", &["b2"], &["r2"], vec![]));
+    conv(
+        "c3",
+        "r2",
+        "b3",
+        w,
+        1,
+        &mut initializer,
+        &mut nodes,
+        &mut next,
+    );
+    nodes.push(node("Add", &["b3", "p1"], &["s3"], vec![]));
+    nodes.push(node("Relu", &["s3"], &["r3"], vec![]));
+    nodes.push(node("GlobalAveragePool", &["r3"], &["g"], vec![]));
+    initializer.push(int64_tensor("embedding_shape", &[0, w]));
+    nodes.push(node(
+        "Reshape",
+        &["g", "embedding_shape"],
+        &["embedding"],
+        vec![],
+    ));
+    let fc: Vec<f32> = (0..(w * n) as usize).map(|_| next() * 2.0 - 1.0).collect();
+    let bias: Vec<f32> = (0..n as usize).map(|_| next() - 0.5).collect();
+    initializer.push(float_tensor("fc.weight", &[w, n], &fc));
+    initializer.push(float_tensor("fc.bias", &[n], &bias));
+    initializer.push(int64_tensor("fc_bias_shape", &[1, n]));
+    nodes.push(node(
+        "MatMul",
+        &["embedding", "fc.weight"],
+        &["fc_out"],
+        vec![],
+    ));
+    nodes.push(node(
+        "Reshape",
+        &["fc.bias", "fc_bias_shape"],
+        &["fc_bias_row"],
+        vec![],
+    ));
+    nodes.push(node("Add", &["fc_out", "fc_bias_row"], &["logits"], vec![]));
+    let side_dim = Dim::Fixed(side as i64);
+    let graph = GraphProto {
+        name: "tiny_conv_classifier".into(),
+        node: nodes,
+        initializer,
+        input: vec![value(
+            "input",
+            &[Dim::Batch, Dim::Fixed(3), side_dim.clone(), side_dim],
+        )],
+        output: vec![
+            value("logits", &[Dim::Batch, Dim::Fixed(n)]),
+            value("embedding", &[Dim::Batch, Dim::Fixed(w)]),
+        ],
+        ..Default::default()
+    };
+    let metadata = ModelMetadata {
+        kind: ModelKind::CnnScratch,
+        precision: Precision::Fp32,
+        preprocess: PreprocessSpec::imagenet(side as u32),
+        classes: classes.iter().map(|c| c.to_string()).collect(),
+        input_shape: [3, side, side],
+        embedding_dim: width,
+        outputs: vec!["logits".to_string(), "embedding".to_string()],
+        run_id: "tiny-conv".into(),
+        config_hash: "0".repeat(64),
+        defectkit_version: env!("CARGO_PKG_VERSION").into(),
+        checkpoint: "none".into(),
+        opset: OPSET,
+        data_split: None,
+    };
+    let mut model = ModelProto {
+        ir_version: 9,
+        producer_name: "defectkit-testing".into(),
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: OPSET,
+            ..Default::default()
+        }],
+        graph: MessageField::some(graph),
+        ..Default::default()
+    };
+    set_metadata_prop(&mut model, METADATA_KEY, &metadata.to_json());
+    (model, metadata)
 }
 
 #[cfg(test)]

@@ -269,6 +269,38 @@ fn provider(
     }
 }
 
+/// A plain ONNX Runtime session over `bytes` with `opts` (library, threads, provider), for
+/// callers that need every output of a graph (calibration) rather than [`OnnxModel`]'s two.
+/// With `optimized_model` ONNX Runtime applies every graph optimization and saves the
+/// optimized graph there (the quantizer's fusion check reads it).
+pub fn session_from_bytes(
+    bytes: &[u8],
+    opts: &RuntimeOptions,
+    optimized_model: Option<&Path>,
+) -> Result<Session, RuntimeError> {
+    let env = environment(opts.library.as_deref())?;
+    let mut builder = Session::builder(env).map_err(ort_err)?;
+    if let Some(n) = opts.threads {
+        builder = builder.with_intra_threads(n).map_err(ort_err)?;
+    }
+    if let Some(path) = optimized_model {
+        builder = builder
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
+            .map_err(ort_err)?
+            .with_optimized_model_path(path)
+            .map_err(ort_err)?;
+    }
+    if let Some(dispatch) = provider(opts.ep)? {
+        builder = builder.with_execution_providers([dispatch]).map_err(|e| {
+            RuntimeError::ProviderUnavailable {
+                ep: opts.ep.to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    builder.commit_from_memory(bytes).map_err(ort_err)
+}
+
 impl OnnxModel {
     /// Opens `path` in a new session. The file must exist, be ONNX, and carry defectkit's
     /// metadata (written by `defectkit export`).
@@ -279,7 +311,17 @@ impl OnnxModel {
             path: path.to_path_buf(),
             source,
         })?;
-        let proto = defectkit_core::onnx::decode_model(&bytes, path)?;
+        Self::from_bytes(&bytes, path, opts)
+    }
+
+    /// Opens a model held in memory (`path` names it in errors and in [`OnnxModel::path`]);
+    /// the quantizer's accuracy-aware mode runs candidate graphs this way without writing them.
+    pub fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+        opts: &RuntimeOptions,
+    ) -> Result<Self, RuntimeError> {
+        let proto = defectkit_core::onnx::decode_model(bytes, path)?;
         let metadata_json =
             defectkit_core::onnx::metadata_prop(&proto, METADATA_KEY).ok_or_else(|| {
                 RuntimeError::Metadata {
@@ -296,21 +338,7 @@ impl OnnxModel {
             })?;
         drop(proto);
 
-        let env = environment(opts.library.as_deref())?;
-        let mut builder = Session::builder(env).map_err(ort_err)?;
-        if let Some(n) = opts.threads {
-            builder = builder.with_intra_threads(n).map_err(ort_err)?;
-        }
-        if let Some(dispatch) = provider(opts.ep)? {
-            builder = builder.with_execution_providers([dispatch]).map_err(|e| {
-                RuntimeError::ProviderUnavailable {
-                    ep: opts.ep.to_string(),
-                    reason: e.to_string(),
-                }
-            })?;
-        }
-        let session = builder.commit_from_memory(&bytes).map_err(ort_err)?;
-        drop(bytes);
+        let session = session_from_bytes(bytes, opts, None)?;
         let input_name = session
             .inputs()
             .first()
