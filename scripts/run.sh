@@ -3,7 +3,8 @@
 # synthetic MVTec-like set, check it, train A, C and B briefly, export each to ONNX, embed
 # the data set's splits with ONNX Runtime into HDF5, fit and evaluate the anomaly detectors
 # on each model's embeddings, compare them in one table, batch-score the test images and
-# look for outliers with DBSCAN on PCA/t-SNE-reduced embeddings.
+# look for outliers with DBSCAN on PCA/t-SNE-reduced embeddings, quantize every model to
+# int8 and benchmark FP32 against INT8.
 # Later stages join here.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,4 +59,14 @@ dk score data/synthetic/*/test --model exports/main/b/model.onnx \
 # not picked from the comparison above, which is measured on test labels).
 echo "== cluster b (PCA, t-SNE, DBSCAN; noise = candidate anomalies)"
 dk cluster exports/main/b/embeddings.h5 --detector exports/main/b/detect/mahalanobis/detector.json
-echo "== done: exports/main/comparison/comparison.md, exports/main/b/cluster/cluster.md"
+# Static int8 quantization (calibrated on train/good; the fusion check must find every
+# quantized node fused into an int8 kernel) and FP32 vs INT8 side by side.
+for m in a b c teacher; do
+  echo "== quantize $m"
+  dk quantize "exports/main/$m/model.onnx" --require-fused
+done
+echo "== bench --quantized (size, latency, memory, AUROC: FP32 vs INT8)"
+dk bench --quantized --models exports/main/{a,b,c,teacher} --iterations 20 \
+  --out exports/main/bench/quantized
+echo "== done: exports/main/comparison/comparison.md, exports/main/b/cluster/cluster.md,"
+echo "   exports/main/bench/quantized.md"

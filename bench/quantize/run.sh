@@ -5,17 +5,12 @@
 #
 #   bash bench/quantize/run.sh                      # every exports/main model
 #   MODELS="exports/main/a exports/main/b" THREADS=1 bash bench/quantize/run.sh
-#   STANDIN=1 bash bench/quantize/run.sh            # while `defectkit quantize` is not built
 #
 # Environment: MODELS (dirs with model.onnx), THREADS (intra-op threads; default ONNX
 # Runtime's), BATCH (default 1,16), ITERATIONS (default 50), OUT (default
 # bench/results/quantized), PY (default .venv/bin/python), extra `defectkit bench`
 # arguments in BENCH_ARGS.
 #
-# STANDIN=1: when our quantizer fails, the peer's graph stands in as model.int8.onnx in
-# scratch copies under .cache/bench-standin/ and the results go to
-# bench/results/quantized-peer-standin.* — never to bench/results/quantized.*, so a
-# committed table is always our quantizer's.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=/dev/null
@@ -26,7 +21,6 @@ MODELS=${MODELS:-"exports/main/a exports/main/b exports/main/c exports/main/teac
 BATCH=${BATCH:-1,16}
 ITERATIONS=${ITERATIONS:-50}
 OUT=${OUT:-bench/results/quantized}
-STANDIN=${STANDIN:-0}
 THREAD_ARGS=()
 if [[ -n "${THREADS:-}" ]]; then THREAD_ARGS=(--threads "$THREADS"); fi
 
@@ -35,51 +29,23 @@ if [[ -n "${THREADS:-}" ]]; then THREAD_ARGS=(--threads "$THREADS"); fi
 
 bench_dirs=()
 failed=()
-standin_used=0
 for dir in $MODELS; do
   [[ -f "$dir/model.onnx" ]] || { echo "$dir/model.onnx: missing (defectkit export)" >&2; exit 1; }
   cal="$dir/calibration.npy"
   echo "== $dir" >&2
   # ---- step 1: OUR quantizer (writes model.int8.onnx and the calibration tensors) ----
-  ours_ok=1
   if ! "$BIN" quantize "$dir/model.onnx" --out "$dir/model.int8.onnx" \
         --save-calibration "$cal" "${THREAD_ARGS[@]}"; then
-    ours_ok=0
-    echo "warning: defectkit quantize failed for $dir" >&2
-    if [[ "$STANDIN" != 1 ]]; then
-      echo "warning: leaving $dir out (STANDIN=1 measures it with the peer's graph standing in)" >&2
-      failed+=("$dir")
-      continue
-    fi
+    echo "warning: defectkit quantize failed for $dir; left out" >&2
+    failed+=("$dir")
+    continue
   fi
   # ---- step 2: the PEER on the same calibration tensors ----
-  peer_args=()
-  if [[ ! -f "$cal" ]]; then
-    # Stand-in calibration (our quantizer did not write one): the train split's images
-    # as recorded in embeddings.h5, preprocessed in Python.
-    [[ -f "$dir/embeddings.h5" ]] || { echo "$dir/embeddings.h5: missing (defectkit embed)" >&2; exit 1; }
-    peer_args=(--calibration-from-embeddings "$dir/embeddings.h5")
-  fi
   "$PY" bench/peers/ort_quantize.py --model "$dir/model.onnx" --calibration "$cal" \
-    --out "$dir/model.int8.ort.onnx" "${peer_args[@]}"
-  if [[ "$ours_ok" == 1 ]]; then
-    bench_dirs+=("$dir")
-  else
-    standin_used=1
-    scratch=".cache/bench-standin/$(basename "$dir")"
-    rm -rf "$scratch" && mkdir -p "$scratch"
-    cp "$dir/model.onnx" "$dir/model.json" "$scratch/" 2>/dev/null || cp "$dir/model.onnx" "$scratch/"
-    [[ -f "$dir/embeddings.h5" ]] && cp "$dir/embeddings.h5" "$scratch/"
-    cp "$dir/model.int8.ort.onnx" "$scratch/model.int8.onnx"
-    cp "$dir/model.int8.ort.onnx" "$scratch/model.int8.ort.onnx"
-    bench_dirs+=("$scratch")
-  fi
+    --out "$dir/model.int8.ort.onnx"
+  bench_dirs+=("$dir")
 done
 
-if [[ "$standin_used" == 1 ]]; then
-  OUT="${OUT}-peer-standin"
-  echo "warning: the peer's graph stands in for ours; results go to $OUT.*" >&2
-fi
 [[ ${#bench_dirs[@]} -gt 0 ]] || { echo "nothing to benchmark: every quantization failed" >&2; exit 1; }
 # ---- step 3: the bench (both int8 graphs on the same session options) ----
 # shellcheck disable=SC2086

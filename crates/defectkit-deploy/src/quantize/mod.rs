@@ -395,20 +395,14 @@ pub fn quantize(
         .write_to_bytes()
         .map_err(|e| OnnxError::Edit(format!("protobuf encoding failed: {e}")))?;
     let scratch = tempfile_dir(&opts.out)?;
-    // ONNX Runtime fuses a kept Conv with its Relu and names the result after the Relu's
-    // output: both count as kept.
-    let mut kept_outputs: HashSet<String> = folded_graph
-        .node
-        .iter()
-        .filter(|n| keep.contains(&n.name))
-        .flat_map(|n| n.output.iter().cloned())
-        .collect();
-    for n in &folded_graph.node {
-        if n.op_type == "Relu" && n.input.iter().any(|i| kept_outputs.contains(i)) {
-            kept_outputs.extend(n.output.iter().cloned());
-        }
-    }
-    let fusion = fusion::check(&bytes, &keep, &kept_outputs, &opts.runtime, scratch.path())?;
+    let (float_nodes, kept_outputs) = plan.float_nodes();
+    let fusion = fusion::check(
+        &bytes,
+        &float_nodes,
+        &kept_outputs,
+        &opts.runtime,
+        scratch.path(),
+    )?;
     drop(scratch);
     let mut warnings: Vec<String> = calibration
         .skipped

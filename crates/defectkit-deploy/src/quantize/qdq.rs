@@ -186,9 +186,40 @@ pub struct Plan {
     pub quantized_nodes: Vec<String>,
     /// Relu nodes removed.
     pub removed_relus: Vec<String>,
+    /// Graph outputs that stay FP32 (a quantized consumer reads a Q/DQ copy); the others
+    /// (written by a quantized Conv) are the dequantized value.
+    pub float_graph_outputs: HashSet<String>,
 }
 
 impl Plan {
+    /// The nodes that run in FP32 on purpose (kept by the user or the accuracy search, or by
+    /// design: a pooling that writes a float graph output), and the values they write, for the
+    /// fusion check. ONNX Runtime fuses a float Conv with its Relu and names the result after
+    /// the Relu's output, so those outputs count too. Read from the plan's graph, where
+    /// absorbed Relus are gone (a quantized Conv writes its Relu's output there).
+    pub fn float_nodes(&self) -> (HashSet<String>, HashSet<String>) {
+        let names: HashSet<String> = self
+            .graph
+            .node
+            .iter()
+            .filter(|n| !self.quantized_nodes.contains(&n.name))
+            .map(|n| n.name.clone())
+            .collect();
+        let mut outputs: HashSet<String> = self
+            .graph
+            .node
+            .iter()
+            .filter(|n| names.contains(&n.name))
+            .flat_map(|n| n.output.iter().cloned())
+            .collect();
+        for n in &self.graph.node {
+            if n.op_type == "Relu" && n.input.iter().any(|i| outputs.contains(i)) {
+                outputs.extend(n.output.iter().cloned());
+            }
+        }
+        (names, outputs)
+    }
+
     /// The values whose ranges calibration must measure (in the graph before Relu removal,
     /// where all of them exist), without repeats.
     pub fn range_sources(&self) -> Vec<String> {
@@ -316,21 +347,52 @@ pub fn plan(folded: &GraphProto, keep_float: &HashSet<String>, symmetric: bool) 
                 order.push(t.to_string());
             }
         };
+    // The graph outputs (embedding, logits) stay FP32 where ONNX Runtime allows it: a graph
+    // output, and what a Reshape/Flatten of it reads, is not quantized after a pooling or
+    // Add (those then run in float on a dequantized input), and a Gemm/MatMul writing it
+    // runs as QGemm/MatMulIntegerToFloat with a float output. Only a Conv must quantize its
+    // output to fuse; then the graph output is the dequantized value.
+    let mut float_values: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+    for node in g.node.iter().rev() {
+        if REUSE.contains(&node.op_type.as_str())
+            && node.output.iter().any(|o| float_values.contains(o))
+        {
+            float_values.insert(node.input[0].clone());
+        }
+    }
+    let mut float_graph_outputs: HashSet<String> = HashSet::new();
     for node in &g.node {
         let op = node.op_type.as_str();
+        let out = node.output.first();
+        let float_out = out.is_some_and(|o| float_values.contains(o));
         if quantizable(&g, node) {
+            if float_out && OWN.contains(&op) {
+                continue;
+            }
             for x in activation_inputs(&g, node) {
                 add(&x, x.clone(), &mut source, &mut order);
             }
-            if let Some(out) = node.output.first() {
-                add(out, out.clone(), &mut source, &mut order);
+            if let Some(out) = out {
+                if float_out && op != "Conv" {
+                    // A float output (QGemm / MatMulIntegerToFloat).
+                } else {
+                    add(out, out.clone(), &mut source, &mut order);
+                }
             }
             quantized_nodes.push(node.name.clone());
-        } else if REUSE.contains(&op) && !keep_float.contains(&node.name) {
+        } else if REUSE.contains(&op) && !keep_float.contains(&node.name) && !float_out {
             let x = &node.input[0];
             if let Some(src) = source.get(x).cloned() {
                 add(&node.output[0], src, &mut source, &mut order);
             }
+        }
+    }
+    for o in &g.output {
+        let written_by_conv = producer(&g, &o.name).is_some_and(|p| {
+            g.node[p].op_type == "Conv" && quantized_nodes.contains(&g.node[p].name)
+        });
+        if !written_by_conv {
+            float_graph_outputs.insert(o.name.clone());
         }
     }
     // Graph order: graph inputs first, then by producer.
@@ -354,6 +416,7 @@ pub fn plan(folded: &GraphProto, keep_float: &HashSet<String>, symmetric: bool) 
         tensors,
         quantized_nodes,
         removed_relus,
+        float_graph_outputs,
     }
 }
 
@@ -481,11 +544,31 @@ pub fn apply(
         }
         let outputs = node.output.clone();
         let mut pairs = Vec::new();
+        let mut branch: Option<NodeProto> = None;
         for out in &outputs {
             if !planned.contains(out) {
                 continue;
             }
-            if graph_outputs.contains(out) {
+            let float_output = plan.float_graph_outputs.contains(out);
+            if float_output
+                && quantized.contains(&node.name)
+                && WEIGHTED.contains(&node.op_type.as_str())
+            {
+                // A Gemm whose float output is a graph output and is also read by quantized
+                // ops: ONNX Runtime fuses neither use into one QGemm (a float output and a Q
+                // consumer at once), so a second copy of the node, sharing its dequantized
+                // weights, writes the value the Q/DQ pair quantizes.
+                let branch_out = namer.fresh(&format!("{out}_for_quantized"));
+                let mut copy = node.clone();
+                copy.name = namer.fresh(&format!("{}_for_quantized", node.name));
+                copy.output = vec![branch_out.clone()];
+                branch = Some(copy);
+                let dq = namer.fresh(&format!("{out}_dequantized"));
+                dequantized.insert(out.clone(), dq.clone());
+                pairs.push((out.clone(), branch_out, dq));
+                continue;
+            }
+            if graph_outputs.contains(out) && !float_output {
                 // The graph output becomes the DQ output; the producer writes a new name.
                 let float_name = namer.fresh(&format!("{out}_float"));
                 for o in node.output.iter_mut() {
@@ -501,6 +584,7 @@ pub fn apply(
             }
         }
         new_nodes.push(node);
+        new_nodes.extend(branch);
         for (t, float_name, dq) in pairs {
             emit_pair(
                 &t,
