@@ -54,7 +54,13 @@ fn default_config_is_typed_and_uses_the_synthetic_set() {
             ("logger".to_string(), "csv".to_string()),
             ("detector".to_string(), "mahalanobis".to_string()),
             ("cluster".to_string(), "default".to_string()),
+            ("quantize".to_string(), "minmax".to_string()),
         ]
+    );
+    assert_eq!(
+        cfg.quantize,
+        defectkit::config::QuantizeConfig::default(),
+        "conf/quantize/minmax.yaml holds the defaults"
     );
     assert_eq!(
         cfg.detector,

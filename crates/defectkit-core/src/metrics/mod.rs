@@ -1,7 +1,7 @@
 //! Evaluation metrics shared by the data tests and the anomaly stages.
 //!
 //! - threshold-free metrics of a score ranking (`ranking.rs`): [`auroc`], [`roc_curve`],
-//!   [`average_precision`];
+//!   [`average_precision`], and the rank correlation [`spearman`] (on [`average_ranks`]);
 //! - the decision at a threshold (`threshold.rs`): [`Confusion`], the oracle [`f1_max`], and
 //!   [`percentile`] (for thresholds taken from good samples).
 //!
@@ -18,7 +18,7 @@
 mod ranking;
 mod threshold;
 
-pub use ranking::{auroc, average_precision, roc_curve};
+pub use ranking::{auroc, average_precision, average_ranks, roc_curve, spearman};
 pub use threshold::{f1_max, percentile, Confusion, F1Max};
 
 use std::cmp::Ordering;

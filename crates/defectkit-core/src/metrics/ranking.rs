@@ -92,6 +92,44 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some(ap)
 }
 
+/// Ranks 1..=n with ties given their average rank (as `scipy.stats.rankdata`).
+pub fn average_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&i, &j| values[i].total_cmp(&values[j]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &k in &order[start..end] {
+            ranks[k] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation (`scipy.stats.spearmanr`: Pearson's r of the average
+/// ranks). None for fewer than two pairs, unequal lengths, NaNs or a constant side.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.len() < 2 || a.iter().chain(b).any(|v| v.is_nan()) {
+        return None;
+    }
+    let (ra, rb) = (average_ranks(a), average_ranks(b));
+    let n = ra.len() as f64;
+    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    (saa > 0.0 && sbb > 0.0).then(|| sab / (saa.sqrt() * sbb.sqrt()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

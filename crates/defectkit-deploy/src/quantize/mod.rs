@@ -255,8 +255,14 @@ pub fn quantize(
                     .clone()
                     .unwrap_or_else(|| meta.classes.clone()),
             ),
-            val_fraction: opts.data.val_fraction,
-            seed: opts.data.split_seed,
+            // The model's own train/val split (recorded at export), so that its validation
+            // images never calibrate even when the config says otherwise.
+            val_fraction: meta
+                .data_split
+                .map_or(opts.data.val_fraction, |s| s.val_fraction),
+            seed: meta
+                .data_split
+                .map_or(opts.data.split_seed, |s| s.split_seed),
             strict: opts.data.strict,
         },
     )?;
