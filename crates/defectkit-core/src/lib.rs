@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod paths;
 pub mod plot;
+pub mod rng;
 pub mod run;
 
 pub use config::{Config, ConfigError, Loader};

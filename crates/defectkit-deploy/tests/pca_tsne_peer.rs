@@ -22,30 +22,8 @@ const REL: f64 = 1e-5;
 /// Relative tolerance of the standardizer (the same f64 sums in another order).
 const REL_SCALER: f64 = 1e-9;
 
-/// SplitMix64: a small seeded generator (the crate has no `rand`).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box-Muller).
-    fn gauss(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
+/// The workspace's SplitMix64 (the crate has no `rand`).
+use defectkit_core::rng::SplitMix64 as Rng;
 
 /// `n` rows of a fixed correlated Gaussian in `d` dimensions (columns of different scales
 /// and offsets), as f32.

@@ -130,33 +130,7 @@ impl TinyModel {
             ],
             ..Default::default()
         };
-        let metadata = ModelMetadata {
-            kind,
-            precision: Precision::Fp32,
-            preprocess: PreprocessSpec::imagenet(side as u32),
-            classes: classes.iter().map(|c| c.to_string()).collect(),
-            input_shape: [3, side, side],
-            embedding_dim: dim,
-            outputs: vec![primary.to_string(), "embedding".to_string()],
-            run_id: "tiny".into(),
-            config_hash: "0".repeat(64),
-            defectkit_version: env!("CARGO_PKG_VERSION").into(),
-            checkpoint: "none".into(),
-            opset: OPSET,
-            data_split: None,
-        };
-        let mut model = ModelProto {
-            ir_version: 9,
-            producer_name: "defectkit-testing".into(),
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-                ..Default::default()
-            }],
-            graph: MessageField::some(graph),
-            ..Default::default()
-        };
-        set_metadata_prop(&mut model, METADATA_KEY, &metadata.to_json());
+        let (model, metadata) = with_metadata(graph, kind, side, classes, dim, "tiny");
         Self {
             model,
             metadata,
@@ -177,14 +151,8 @@ pub fn conv_classifier(
     width: usize,
     seed: u64,
 ) -> (ModelProto, ModelMetadata) {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f32 / (1u64 << 53) as f32
-    };
+    let mut rng = crate::rng::SplitMix64(seed);
+    let mut next = move || (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
     let w = width as i64;
     let n = classes.len() as i64;
     let mut initializer = Vec::new();
@@ -330,15 +298,35 @@ pub fn conv_classifier(
         ],
         ..Default::default()
     };
+    with_metadata(
+        graph,
+        ModelKind::CnnScratch,
+        side,
+        classes,
+        width,
+        "tiny-conv",
+    )
+}
+
+/// `graph` as an opset-[`OPSET`] model carrying defectkit's metadata as `defectkit export`
+/// writes it (ImageNet preprocessing at `side`, outputs primary + `embedding`).
+fn with_metadata(
+    graph: GraphProto,
+    kind: ModelKind,
+    side: usize,
+    classes: &[&str],
+    dim: usize,
+    run_id: &str,
+) -> (ModelProto, ModelMetadata) {
     let metadata = ModelMetadata {
-        kind: ModelKind::CnnScratch,
+        kind,
         precision: Precision::Fp32,
         preprocess: PreprocessSpec::imagenet(side as u32),
         classes: classes.iter().map(|c| c.to_string()).collect(),
         input_shape: [3, side, side],
-        embedding_dim: width,
-        outputs: vec!["logits".to_string(), "embedding".to_string()],
-        run_id: "tiny-conv".into(),
+        embedding_dim: dim,
+        outputs: vec![kind.primary_output().to_string(), "embedding".to_string()],
+        run_id: run_id.into(),
         config_hash: "0".repeat(64),
         defectkit_version: env!("CARGO_PKG_VERSION").into(),
         checkpoint: "none".into(),

@@ -20,20 +20,12 @@ use defectkit_core::onnx::{
     tensor_proto::DataType, type_proto, Message, MessageField, ModelProto, TypeProto,
     ValueInfoProto,
 };
+use defectkit_core::rng::SplitMix64;
 
 use super::histogram::{entropy_threshold, percentile_threshold, Histogram};
 use super::QuantizeError;
 use crate::pipeline::{decode_batches, PipelineError, PipelineOptions};
 use crate::runtime::{session_from_bytes, RuntimeError, RuntimeOptions};
-
-/// SplitMix64, for a seeded image order without a `rand` dependency.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// The calibration images: good images of the train split, each class shuffled with `seed`,
 /// taken round-robin over the classes (so a cap keeps every class represented) up to
@@ -46,9 +38,10 @@ pub fn select_images(index: &Index, cfg: &CalibrationConfig) -> Vec<Sample> {
             .filter(|s| &s.class == class && s.is_good())
             .cloned()
             .collect();
-        let mut state = cfg.seed ^ (per_class.len() as u64).wrapping_mul(0xA076_1D64_78BD_642F);
+        let mut rng =
+            SplitMix64(cfg.seed ^ (per_class.len() as u64).wrapping_mul(0xA076_1D64_78BD_642F));
         for i in (1..samples.len()).rev() {
-            let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             samples.swap(i, j);
         }
         per_class.push(samples);

@@ -212,13 +212,7 @@ pub enum SynthError {
 // Stable seeding
 // ---------------------------------------------------------------------------------------
 
-/// SplitMix64 finaliser: a stable, well-mixing 64-bit hash step.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::rng::splitmix64;
 
 /// FNV-1a 64 of a string: a stable way to turn names into seed parts.
 pub fn fnv1a(s: &str) -> u64 {
