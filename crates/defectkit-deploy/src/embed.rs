@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use defectkit_core::config::schema::DataConfig;
 use defectkit_core::data::mvtec::{Index, IndexOptions, Sample, Split};
 
-use crate::pipeline::{run_batches, PipelineError, PipelineOptions};
+use crate::pipeline::{run_batches, Batch, PipelineError, PipelineOptions};
 use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
 use crate::store::{EmbeddingStore, SplitProvenance, SplitRecords, StoreAttributes, StoreError};
 
@@ -107,6 +107,39 @@ pub fn recon_local_errors(
         .collect()
 }
 
+/// Appends one pipeline batch to `records`: embeddings, (autoencoders) the mean and local
+/// reconstruction errors against the batch's own input, labels, classes, defect types, paths.
+/// `shape` is the model's `[C, H, W]`, `pool` the local error's window side.
+pub fn append_batch<T: std::borrow::Borrow<Sample>>(
+    records: &mut SplitRecords,
+    b: &Batch<'_, T>,
+    shape: [usize; 3],
+    pool: usize,
+) {
+    let per_sample = shape.iter().product::<usize>().max(1);
+    records.embeddings.extend_from_slice(&b.outputs.embedding);
+    if let Some(errors) = records.recon_error.as_mut() {
+        errors.extend(recon_errors(&b.input, &b.outputs.primary, per_sample));
+    }
+    if let Some(local) = records.recon_local.as_mut() {
+        local.extend(recon_local_errors(
+            &b.input,
+            &b.outputs.primary,
+            shape,
+            pool,
+        ));
+    }
+    for item in &b.items {
+        let s: &Sample = std::borrow::Borrow::borrow(*item);
+        records.label.push(s.label());
+        records.class.push(s.class.clone());
+        records
+            .defect_type
+            .push(s.defect.clone().unwrap_or_else(|| "good".into()));
+        records.path.push(s.path.display().to_string());
+    }
+}
+
 /// Embeds the configured data set with `opts.model` and writes `opts.out`. `cancel` is
 /// polled between batches.
 pub fn embed(
@@ -136,7 +169,6 @@ pub fn embed(
             strict: data.strict,
         },
     )?;
-    let per_sample = model.sample_len();
     let total: usize = opts.splits.iter().map(|s| index.count(*s)).sum();
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(total as u64);
@@ -184,26 +216,7 @@ pub fn embed(
             warn_skipped: true,
         };
         let result = run_batches(&mut model, &samples, pipeline, cancel, &bar, |b| {
-            records.embeddings.extend_from_slice(&b.outputs.embedding);
-            if let Some(errors) = records.recon_error.as_mut() {
-                errors.extend(recon_errors(&b.input, &b.outputs.primary, per_sample));
-            }
-            if let Some(local) = records.recon_local.as_mut() {
-                local.extend(recon_local_errors(
-                    &b.input,
-                    &b.outputs.primary,
-                    meta.input_shape,
-                    opts.recon_pool,
-                ));
-            }
-            for s in b.items {
-                records.label.push(s.label());
-                records.class.push(s.class.clone());
-                records
-                    .defect_type
-                    .push(s.defect.clone().unwrap_or_else(|| "good".into()));
-                records.path.push(s.path.display().to_string());
-            }
+            append_batch(&mut records, &b, meta.input_shape, opts.recon_pool)
         });
         match result {
             Ok(mut skipped_here) => skipped.append(&mut skipped_here),

@@ -197,7 +197,6 @@ impl<'a> Evaluator<'a> {
     fn records(&self, bytes: &[u8], samples: &[Sample]) -> Result<SplitRecords, QuantizeError> {
         let name = Path::new("<candidate>");
         let mut model = OnnxModel::from_bytes(bytes, name, self.runtime)?;
-        let per_sample = model.sample_len();
         let recon = self.meta.kind.is_autoencoder();
         let pool = self.detector.file.config.pool;
         let shape = self.meta.input_shape;
@@ -209,30 +208,7 @@ impl<'a> Evaluator<'a> {
         };
         let bar = indicatif::ProgressBar::hidden();
         let result = run_batches(&mut model, samples, opts, self.cancel, &bar, |b| {
-            records.embeddings.extend_from_slice(&b.outputs.embedding);
-            if let Some(e) = records.recon_error.as_mut() {
-                e.extend(crate::embed::recon_errors(
-                    &b.input,
-                    &b.outputs.primary,
-                    per_sample,
-                ));
-            }
-            if let Some(l) = records.recon_local.as_mut() {
-                l.extend(crate::embed::recon_local_errors(
-                    &b.input,
-                    &b.outputs.primary,
-                    shape,
-                    pool,
-                ));
-            }
-            for s in b.items {
-                records.label.push(s.label());
-                records.class.push(s.class.clone());
-                records
-                    .defect_type
-                    .push(s.defect.clone().unwrap_or_else(|| "good".into()));
-                records.path.push(s.path.display().to_string());
-            }
+            crate::embed::append_batch(&mut records, &b, shape, pool)
         });
         match result {
             Ok(_) => Ok(records),

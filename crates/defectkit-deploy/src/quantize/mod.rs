@@ -182,7 +182,8 @@ pub fn quantize(
     let fp32_bytes = bytes.len() as u64;
     let source_sha256 = format!("{:x}", Sha256::digest(&bytes));
     let mut model = decode_model(&bytes, path)?;
-    drop(bytes);
+    // The accuracy-aware mode runs the FP32 model as its reference: keep its bytes.
+    let fp32 = opts.accuracy.is_some().then_some(bytes);
     let mut meta = match metadata_prop(&model, METADATA_KEY) {
         Some(json) => ModelMetadata::from_json(json)
             .map_err(|e| refuse(format!("its `{METADATA_KEY}` metadata does not parse: {e}")))?,
@@ -335,10 +336,7 @@ pub fn quantize(
             opts.data.strict,
             cancel,
         )?;
-        let fp32 = std::fs::read(path).map_err(|source| OnnxError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let fp32 = fp32.as_deref().expect("kept for the accuracy-aware mode");
         let layers: Vec<(String, String)> = folded_graph
             .node
             .iter()
@@ -366,7 +364,7 @@ pub fn quantize(
             &eval,
             acc,
             &build,
-            &fp32,
+            fp32,
             &layers,
             &plan.quantized_nodes,
             &search_bar,
