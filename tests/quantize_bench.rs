@@ -2,7 +2,8 @@
 //! small synthetic set with a Rust-built ResNet-shaped model (`onnx::testing::conv_classifier`):
 //! the int8 file and its fusion report, the refusals a user meets (a second quantization, a
 //! missing file, an accuracy-aware run without a detector), and a bench whose unavailable
-//! GPU provider is a skipped row, never a CPU run.
+//! GPU provider is a skipped row, never a CPU run, and which refuses a dir without a model
+//! and a zero batch size.
 
 mod common;
 
@@ -116,4 +117,25 @@ fn quantize_then_bench_quantized_on_the_cli() {
     );
     let csv = std::fs::read_to_string(out_base.with_extension("csv")).unwrap();
     assert!(csv.lines().count() > 3, "{csv}");
+
+    // A dir without a model and a zero batch size are refused, naming what is wrong.
+    let empty = work.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, _, err) = run_cli(
+        work.path(),
+        &["bench", "--models", empty.to_str().unwrap(), &root],
+    );
+    assert!(!ok && err.contains("model.onnx"), "{err}");
+    let (ok, _, err) = run_cli(
+        work.path(),
+        &[
+            "bench",
+            "--models",
+            models.to_str().unwrap(),
+            "--batch",
+            "0",
+            &root,
+        ],
+    );
+    assert!(!ok && err.contains("--batch"), "{err}");
 }
