@@ -2,7 +2,8 @@
 # The main job on the embedded default (synthetic data): set up, build, generate the
 # synthetic MVTec-like set, check it, train A, C and B briefly, export each to ONNX, embed
 # the data set's splits with ONNX Runtime into HDF5, fit and evaluate the anomaly detectors
-# on each model's embeddings, compare them in one table, batch-score the test images and
+# on each model's embeddings (image level, and patch level with anomaly maps and pixel
+# metrics), compare them in one table, batch-score the test images and
 # look for outliers with DBSCAN on PCA/t-SNE-reduced embeddings, quantize every model to
 # int8 and benchmark FP32 against INT8.
 # Later stages join here.
@@ -35,10 +36,12 @@ for m in a b c; do
 done
 echo "== export b --teacher"
 dk export "$RUNS/b" --teacher --out exports/main/teacher
-# Embeddings of train/val/test for the anomaly and clustering stages.
+# Embeddings of train/val/test for the anomaly and clustering stages, with the feature
+# maps of 100 of the 192 channels (seeded, as PaDiM does) for the patch detectors.
 for m in a b c teacher; do
   echo "== embed $m"
-  dk embed --model "exports/main/$m/model.onnx" --out "exports/main/$m/embeddings.h5"
+  dk embed --model "exports/main/$m/model.onnx" --out "exports/main/$m/embeddings.h5" \
+    --maps --map-channels 100
 done
 
 # Anomaly detection: the default detector (Mahalanobis, Ledoit-Wolf shrinkage, threshold =
@@ -50,11 +53,20 @@ for m in a b c teacher; do
 done
 echo "== detect c (local reconstruction error)"
 dk detect exports/main/c/embeddings.h5 detector=recon
+# Patch level: PaDiM and PatchCore on B's feature maps (anomaly maps, pixel AUROC, AUPRO,
+# overlays); the comparison below runs them for every model.
+echo "== detect b (padim, patchcore)"
+dk detect exports/main/b/embeddings.h5 detector=padim
+dk detect exports/main/b/embeddings.h5 detector=patchcore
 echo "== compare A, B, C and the teacher (every detector)"
 dk detect --compare exports/main/{a,b,c,teacher}/embeddings.h5 --out exports/main/comparison
 echo "== score the synthetic test images with B and its detector"
 dk score data/synthetic/*/test --model exports/main/b/model.onnx \
   --detector exports/main/b/detect/mahalanobis/detector.json --out exports/main/b/scores.csv
+echo "== score with B's PaDiM detector, writing a heat map per image"
+dk score data/synthetic/bottle/test --model exports/main/b/model.onnx \
+  --detector exports/main/b/detect/padim/detector.json --maps exports/main/b/heatmaps \
+  --out exports/main/b/scores_padim.csv
 # Outlier analysis on B's embeddings (the distilled model the experiment is about; "best" is
 # not picked from the comparison above, which is measured on test labels).
 echo "== cluster b (PCA, t-SNE, DBSCAN; noise = candidate anomalies)"

@@ -64,6 +64,7 @@ fn metadata(kind: ModelKind) -> ModelMetadata {
         checkpoint: "none".into(),
         opset: 0,
         data_split: None,
+        features: None,
     }
 }
 
@@ -213,7 +214,7 @@ fn every_model_exports_and_onnx_runtime_matches_burn() {
         let primary = network.kind().primary_output();
         assert_eq!(
             onnxfile::output_names(&proto),
-            [primary, "embedding"],
+            [primary, "embedding", "features"],
             "{name}"
         );
         assert!(onnxfile::opset_version(&proto).unwrap() >= 13, "{name}");
@@ -277,6 +278,7 @@ fn embed_options(model: &Path, out: &Path) -> EmbedOptions {
         splits: vec![Split::Train, Split::Val, Split::Test],
         progress: false,
         recon_pool: 8,
+        maps: None,
     }
 }
 

@@ -18,11 +18,12 @@ pub struct DetectArgs {
     /// Compare: fit every `--methods` detector on every embeddings file and write one table.
     #[arg(long)]
     compare: bool,
-    /// Methods for `--compare` (recon only applies to autoencoders).
+    /// Methods for `--compare` (recon only applies to autoencoders; padim and patchcore to
+    /// files embedded with `--maps`; the others are listed as skipped).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mahalanobis,euclidean,knn,recon",
+        default_value = "mahalanobis,euclidean,knn,recon,padim,patchcore",
         value_name = "M,M"
     )]
     methods: Vec<String>,
@@ -162,6 +163,38 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
             c.recall,
             c.fpr_test_good,
             c.threshold
+        );
+    }
+    if let Some(p) = &m.pixel {
+        outln!(
+            "  pixel level ({}×{} maps): mean pixel AUROC {} · AUPRO (FPR ≤ {}) {}",
+            p.side,
+            p.side,
+            fmt_opt(p.mean_pixel_auroc),
+            p.aupro_fpr_limit,
+            fmt_opt(p.mean_aupro)
+        );
+        for c in &p.per_class {
+            outln!(
+                "  {:<12} pixel AUROC {}  AUPRO {}",
+                c.class,
+                fmt_opt(c.all.pixel_auroc),
+                fmt_opt(c.all.aupro)
+            );
+        }
+    }
+    let memory = report.detector.memory_per_class();
+    if memory.iter().any(|(_, b)| *b > 0) {
+        let total: usize = memory.iter().map(|(_, b)| b).sum();
+        let disk = std::fs::metadata(out.join(&report.detector.file.state_file))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        outln!(
+            "  statistics: {:.2} MiB in memory for {} classes ({:.2} MiB per class), {:.2} MiB on disk",
+            total as f64 / 1048576.0,
+            memory.len(),
+            total as f64 / 1048576.0 / memory.len() as f64,
+            disk as f64 / 1048576.0
         );
     }
     outln!("wrote {}", out.display());

@@ -38,6 +38,17 @@ pub struct EmbedArgs {
     /// autoencoders; the recon detector's `detector.pool` must match it.
     #[arg(long, default_value_t = 8, value_name = "K")]
     recon_pool: usize,
+    /// Also store the model's `features` maps (N×C×h×w per split), which the patch
+    /// detectors (`detector=padim`, `detector=patchcore`) and `score --maps` need.
+    #[arg(long)]
+    maps: bool,
+    /// With --maps: keep only this many of the features' channels, chosen at random with
+    /// --map-seed (PaDiM keeps 100 of ResNet-18's 448); default all.
+    #[arg(long, value_name = "N", requires = "maps")]
+    map_channels: Option<usize>,
+    /// Seed of --map-channels' choice (recorded in the file).
+    #[arg(long, default_value_t = 0, value_name = "S", requires = "map_channels")]
+    map_seed: u64,
     #[command(flatten)]
     runtime: RuntimeArgs,
     #[command(flatten)]
@@ -71,6 +82,10 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
         splits,
         progress: progress_enabled(),
         recon_pool: args.recon_pool,
+        maps: args.maps.then_some(defectkit::embed::MapSelection {
+            channels: args.map_channels,
+            seed: args.map_seed,
+        }),
     };
     match embed(&cfg.data, &opts, &cancel) {
         Ok(report) => {

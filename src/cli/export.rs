@@ -1,6 +1,7 @@
 //! `defectkit export`: a run dir → `model.onnx` + `model.json`, then the export policy's
-//! check that ONNX Runtime reproduces Burn's outputs ([`defectkit::onnx::parity`]). The one
-//! verb that uses both sides: Burn computes the reference, ONNX Runtime runs the file.
+//! check that ONNX Runtime reproduces Burn's three outputs (primary, `embedding`,
+//! `features`; [`defectkit::onnx::parity`]). The one verb that uses both sides: Burn
+//! computes the reference, ONNX Runtime runs the file.
 
 use std::path::PathBuf;
 
@@ -54,8 +55,18 @@ pub fn run(args: ExportArgs) -> Result<()> {
     });
     let report = export_run(&run, &out, &device).with_context(context)?;
     let m = &report.metadata;
+    let features = m
+        .features
+        .as_ref()
+        .map(|f| {
+            format!(
+                ", features [batch, {}, {}, {}] (stride {})",
+                f.channels, f.height, f.width, f.stride
+            )
+        })
+        .unwrap_or_default();
     outln!(
-        "exported {} ({} classes, input [batch, {}, {}, {}], embedding {}, opset {}): {} ({:.2} MB)",
+        "exported {} ({} classes, input [batch, {}, {}, {}], embedding {}{features}, opset {}): {} ({:.2} MB)",
         m.kind.as_str(),
         m.classes.len(),
         m.input_shape[0],
@@ -75,16 +86,21 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ..Default::default()
     };
     match check_with_runtime(&run, &report.onnx, &opts) {
-        Ok((primary, embedding)) => {
+        Ok(check) => {
             outln!(
-                "check: ONNX Runtime vs Burn on {CHECK_BATCH} random inputs: max |diff| {} {:.2e} (values up to {:.1}), embedding {:.2e} (values up to {:.1})",
+                "check: ONNX Runtime vs Burn on {CHECK_BATCH} random inputs: max |diff| {} {:.2e} (values up to {:.1}), embedding {:.2e} (values up to {:.1}), features {:.2e} (values up to {:.1})",
                 m.kind.primary_output(),
-                primary.max_abs_diff,
-                primary.max_abs_value,
-                embedding.max_abs_diff,
-                embedding.max_abs_value
+                check.primary.max_abs_diff,
+                check.primary.max_abs_value,
+                check.embedding.max_abs_diff,
+                check.embedding.max_abs_value,
+                check.features.max_abs_diff,
+                check.features.max_abs_value
             );
-            if !(primary.is_faithful() && embedding.is_faithful()) {
+            if ![check.primary, check.embedding, check.features]
+                .iter()
+                .all(Parity::is_faithful)
+            {
                 bail!(
                     "ONNX Runtime's outputs differ from Burn's by more than {PARITY_TOLERANCE:e} \
                      (relative to their magnitude); the export is not faithful (please report \
@@ -100,19 +116,41 @@ pub fn run(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-/// Burn vs ONNX Runtime (primary output, embedding) on the policy's probe inputs.
+/// How far ONNX Runtime's outputs are from Burn's, output by output.
+struct Check {
+    primary: Parity,
+    embedding: Parity,
+    features: Parity,
+}
+
+/// Burn vs ONNX Runtime (primary output, embedding, features) on the policy's probe inputs,
+/// at batch [`CHECK_BATCH`] (so the symbolic batch axis is exercised). ONNX Runtime's
+/// `features` must also have the shape the metadata documents (checked by
+/// [`OnnxModel::run`]), and Burn's the same.
 fn check_with_runtime(
     run: &LoadedRun,
     onnx: &std::path::Path,
     opts: &RuntimeOptions,
-) -> Result<(Parity, Parity), RuntimeError> {
+) -> Result<Check, RuntimeError> {
     let mut model = OnnxModel::load(onnx, opts)?;
+    let spec = model.request_features()?;
     let shape = model.metadata.input_shape;
-    let (input, primary, embedding) =
-        reference_outputs(&run.network, shape, CHECK_BATCH, CHECK_SEED);
+    let (input, reference) = reference_outputs(&run.network, shape, CHECK_BATCH, CHECK_SEED);
+    let documented = [CHECK_BATCH, spec.channels, spec.height, spec.width];
+    if reference.features_shape != documented {
+        return Err(RuntimeError::Metadata {
+            path: onnx.to_path_buf(),
+            reason: format!(
+                "Burn's features are {:?}, the metadata documents {documented:?}",
+                reference.features_shape
+            ),
+        });
+    }
     let out = model.run(&input)?;
-    Ok((
-        Parity::of(&primary, &out.primary),
-        Parity::of(&embedding, &out.embedding),
-    ))
+    let features = out.features.unwrap_or_default();
+    Ok(Check {
+        primary: Parity::of(&reference.primary, &out.primary),
+        embedding: Parity::of(&reference.embedding, &out.embedding),
+        features: Parity::of(&reference.features, &features),
+    })
 }

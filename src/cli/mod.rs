@@ -95,7 +95,8 @@ Examples:
   defectkit train -m +experiment=sweep_scratch           # a sweep: table in multirun/<date>/<time>/sweep.md")]
     Train(train::TrainArgs),
     /// Export a trained run to ONNX: model.onnx (dynamic batch, outputs `logits` or
-    /// `reconstruction`, and `embedding`) and model.json (preprocessing, classes, ...).
+    /// `reconstruction`, `embedding`, and the patch-level `features` map) and model.json
+    /// (preprocessing, classes, the features' shape, ...).
     #[cfg(feature = "train")]
     #[command(after_help = "\
 Examples:

@@ -39,6 +39,11 @@ pub struct ScoreArgs {
     /// Unreadable files are fatal (default: an error row each, counted at the end).
     #[arg(long)]
     strict: bool,
+    /// Write each scored image's anomaly map as a heat-map PNG into DIR (patch detectors:
+    /// padim, patchcore); the output gains a `map` column naming each file. Bright = at or
+    /// above the class's threshold.
+    #[arg(long, value_name = "DIR")]
+    maps: Option<PathBuf>,
     /// Images per inference batch.
     #[arg(long, default_value_t = 32, value_name = "N")]
     batch_size: usize,
@@ -71,6 +76,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         runtime: args.runtime.options(),
         batch_size: args.batch_size,
         progress: progress_enabled(),
+        maps_dir: args.maps,
     };
     match score(&opts, &cancel) {
         Ok(report) => {

@@ -7,6 +7,7 @@
 //! | `metrics.json`, `metrics.md` | per class, per defect type and the mean over classes |
 //! | `test_scores.csv` | every test image's score, threshold and verdict |
 //! | `roc.png`, `scores.png` | ROC curves per class; good vs defective score histograms |
+//! | `overlays/<class>.png` | patch detectors: test images with their anomaly maps and mask contours |
 //! | `model.scored.onnx` | with `bundle`: the model + the detector as ONNX ops ([`crate::anomaly::bundle`]) |
 //!
 //! [`compare`] runs several files × methods and writes one comparison table.
@@ -24,8 +25,10 @@ use defectkit_core::plot::{self, LineOptions, Series};
 
 use crate::anomaly::bundle::write_scored_model;
 use crate::anomaly::evaluate::ScoredImage;
+use crate::anomaly::pixel::{evaluate_pixels, prepare_mask, MapImage};
 use crate::anomaly::{evaluate, AnomalyError, DetectionMetrics, Detector};
 use crate::store::{EmbeddingStore, SplitRecords};
+use defectkit_core::data::PreprocessSpec;
 
 /// What to fit and where to write it.
 #[derive(Debug, Clone)]
@@ -67,6 +70,12 @@ pub struct Evaluation {
     pub test: Vec<ScoredImage>,
     /// Test image paths, in the order of `test`.
     pub test_paths: Vec<String>,
+    /// Their mask paths (`""` = none; empty for files without masks).
+    pub test_masks: Vec<String>,
+    /// Their anomaly maps (patch detectors), side × side each, in the order of `test`.
+    pub maps: Option<Vec<Vec<f32>>>,
+    /// The model's preprocessing (the geometry maps and masks share).
+    pub preprocess: Option<PreprocessSpec>,
     /// Warnings.
     pub warnings: Vec<String>,
 }
@@ -119,7 +128,7 @@ pub fn fit_and_evaluate(
         .filter(|&i| known.contains(&test.class[i].as_str()))
         .collect();
     let subset = subset_records(test, &keep);
-    let scores = detector.score_split(&subset)?;
+    let (scores, maps) = detector.score_split_with_maps(&subset, true)?;
     let images: Vec<ScoredImage> = (0..subset.len())
         .map(|i| ScoredImage {
             class: subset.class[i].clone(),
@@ -128,12 +137,44 @@ pub fn fit_and_evaluate(
             score: scores[i],
         })
         .collect();
-    let metrics = evaluate(&images, &detector.thresholds());
+    let mut metrics = evaluate(&images, &detector.thresholds());
+    let preprocess: Option<PreprocessSpec> =
+        serde_json::from_str(&store.attributes.preprocess).ok();
+    if let (Some(maps), Some(spec)) = (&maps, &preprocess) {
+        if subset.mask.is_empty() {
+            warnings.push(format!(
+                "{} stores no mask paths (written by an older defectkit): pixel metrics are \
+                 skipped; re-embed it for pixel AUROC and AUPRO",
+                embeddings.display()
+            ));
+        } else {
+            let rows: Vec<MapImage<'_>> = (0..subset.len())
+                .map(|i| MapImage {
+                    class: &subset.class[i],
+                    defect_type: &subset.defect_type[i],
+                    map: &maps[i],
+                    mask: &subset.mask[i],
+                })
+                .collect();
+            let pixel = evaluate_pixels(&rows, spec)?;
+            if pixel.missing_masks > 0 {
+                warnings.push(format!(
+                    "{} defective test images have no ground-truth mask and are left out of \
+                     the pixel metrics",
+                    pixel.missing_masks
+                ));
+            }
+            metrics.pixel = Some(pixel);
+        }
+    }
     Ok(Evaluation {
         detector,
         metrics,
         test: images,
         test_paths: subset.path,
+        test_masks: subset.mask,
+        maps,
+        preprocess,
         warnings,
     })
 }
@@ -155,8 +196,19 @@ pub fn subset_records(records: &SplitRecords, keep: &[usize]) -> SplitRecords {
             .map(|&i| records.defect_type[i].clone())
             .collect(),
         path: keep.iter().map(|&i| records.path[i].clone()).collect(),
+        mask: if records.mask.is_empty() {
+            Vec::new()
+        } else {
+            keep.iter().map(|&i| records.mask[i].clone()).collect()
+        },
         recon_error: pick(&records.recon_error),
         recon_local: pick(&records.recon_local),
+        maps: records.maps.as_ref().map(|m| {
+            let per = m.len() / records.len().max(1);
+            keep.iter()
+                .flat_map(|&i| m[i * per..(i + 1) * per].iter().copied())
+                .collect()
+        }),
     }
 }
 
@@ -223,6 +275,9 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
         if opts.plots {
             plot_roc(&dir.join("roc.png"), &title, &eval)?;
             plot_histograms(&dir.join("scores.png"), &title, &eval)?;
+            if eval.maps.is_some() {
+                write_overlays(&dir.join("overlays"), &title, &eval, OVERLAYS_PER_DEFECT)?;
+            }
         }
         if let Some(model) = &opts.bundle {
             write_scored_model(&eval.detector, model, &dir.join("model.scored.onnx"))?;
@@ -312,6 +367,50 @@ fn metrics_markdown(title: &str, eval: &Evaluation) -> String {
                 "| {} | {defect} | {}/{} | {:.3} |",
                 c.class, r.detected, r.total, r.recall
             );
+        }
+    }
+    if let Some(p) = &m.pixel {
+        let _ = write!(
+            s,
+            "\n## Pixel level (anomaly maps at {side}×{side} vs the ground-truth masks)\n\n\
+             AUPRO: the per-region-overlap curve integrated to FPR {lim} and divided by {lim}. \
+             Per defect type: its images plus the class's good test images.\n\n\
+             | class | defect | images | pixel AUROC | AUPRO |\n| --- | --- | ---: | ---: | ---: |\n",
+            side = p.side,
+            lim = p.aupro_fpr_limit
+        );
+        for c in &p.per_class {
+            let _ = writeln!(
+                s,
+                "| {} | **all** | {} | {} | {} |",
+                c.class,
+                c.all.images,
+                fmt_opt(c.all.pixel_auroc),
+                fmt_opt(c.all.aupro)
+            );
+            for (d, v) in &c.per_defect {
+                let _ = writeln!(
+                    s,
+                    "| {} | {d} | {} | {} | {} |",
+                    c.class,
+                    v.images,
+                    fmt_opt(v.pixel_auroc),
+                    fmt_opt(v.aupro)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "| **mean** | | | **{}** | **{}** |",
+            fmt_opt(p.mean_pixel_auroc),
+            fmt_opt(p.mean_aupro)
+        );
+    }
+    let memory: Vec<(String, usize)> = eval.detector.memory_per_class();
+    if memory.iter().any(|(_, b)| *b > 0) {
+        s += "\n## Detector size in memory, per class\n\n| class | MiB |\n| --- | ---: |\n";
+        for (class, bytes) in &memory {
+            let _ = writeln!(s, "| {class} | {:.2} |", *bytes as f64 / (1024.0 * 1024.0));
         }
     }
     if !eval.warnings.is_empty() {
@@ -454,6 +553,90 @@ fn plot_histograms(path: &Path, title: &str, eval: &Evaluation) -> Result<(), An
     .map_err(|e| plot_err(path, e))
 }
 
+/// Test images per defect type (and good images per class) drawn in `overlays/<class>.png`.
+pub const OVERLAYS_PER_DEFECT: usize = 2;
+
+/// Writes `overlays/<class>.png`: per class, the first `per_defect` test images (by path) of
+/// each defect type and of the good ones, each as image | heat map | overlay with the mask
+/// contour, on one colour scale per class.
+fn write_overlays(
+    dir: &Path,
+    title: &str,
+    eval: &Evaluation,
+    per_defect: usize,
+) -> Result<(), AnomalyError> {
+    let (Some(maps), Some(spec)) = (&eval.maps, &eval.preprocess) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| plot_err(dir, e))?;
+    let thresholds = eval.detector.thresholds();
+    let mut by_class: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
+    for (i, img) in eval.test.iter().enumerate() {
+        by_class
+            .entry(img.class.as_str())
+            .or_default()
+            .entry(img.defect_type.as_str())
+            .or_default()
+            .push(i);
+    }
+    for (class, types) in by_class {
+        let mut rows = Vec::new();
+        for picked in types.values() {
+            let mut picked = picked.clone();
+            picked.sort_by(|&a, &b| eval.test_paths[a].cmp(&eval.test_paths[b]));
+            for &i in picked.iter().take(per_defect) {
+                let img = &eval.test[i];
+                let path = Path::new(&eval.test_paths[i]);
+                let decoded = defectkit_core::data::image_io::load_rgb8(path).map_err(|e| {
+                    AnomalyError::File {
+                        path: path.to_path_buf(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let mask = match eval.test_masks.get(i).map(String::as_str) {
+                    Some(m) if !m.is_empty() => Some(prepare_mask(Path::new(m), spec)?),
+                    _ => None,
+                };
+                let t = thresholds[&img.class];
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_default();
+                rows.push(plot::OverlayRow {
+                    image: spec.prepare(&decoded),
+                    map: maps[i].clone(),
+                    mask,
+                    label: format!(
+                        "{}/{} {name}: score {:.3} {} threshold {:.3}",
+                        img.class,
+                        img.defect_type,
+                        img.score,
+                        if img.score >= t { "≥" } else { "<" },
+                        t
+                    ),
+                });
+            }
+        }
+        let file = dir.join(format!("{}.png", sanitize_file_name(class)));
+        plot::overlay_grid(&file, &format!("{class} · {title}"), &rows)
+            .map_err(|e| plot_err(&file, e))?;
+    }
+    Ok(())
+}
+
+/// A class name as a file name (path separators and odd characters replaced).
+fn sanitize_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// One row of a comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct ComparisonRow {
@@ -467,6 +650,10 @@ pub struct ComparisonRow {
     pub mean: crate::anomaly::evaluate::MeanMetrics,
     /// Per-class AUROC.
     pub class_auroc: BTreeMap<String, Option<f64>>,
+    /// Mean pixel AUROC (patch detectors).
+    pub pixel_auroc: Option<f64>,
+    /// Mean AUPRO (patch detectors).
+    pub aupro: Option<f64>,
 }
 
 /// A bar label's method: `maha`, `eucl`, `knn`, `recon`.
@@ -476,6 +663,8 @@ fn short_method(m: DetectorMethod) -> &'static str {
         DetectorMethod::Euclidean => "eucl",
         DetectorMethod::Knn => "knn",
         DetectorMethod::Recon => "recon",
+        DetectorMethod::Padim => "padim",
+        DetectorMethod::Patchcore => "pcore",
     }
 }
 
@@ -549,6 +738,8 @@ pub fn compare(
                     .iter()
                     .map(|c| (c.class.clone(), c.auroc))
                     .collect(),
+                pixel_auroc: eval.metrics.pixel.as_ref().and_then(|p| p.mean_pixel_auroc),
+                aupro: eval.metrics.pixel.as_ref().and_then(|p| p.mean_aupro),
             });
         }
     }
@@ -562,16 +753,16 @@ pub fn compare(
         c
     };
     let mut md = String::from(
-        "| model | kind | method | mean AUROC | AP | F1 | FPR (test good) | F1-max (oracle) |",
+        "| model | kind | method | mean AUROC | AP | F1 | FPR (test good) | F1-max (oracle) | pixel AUROC | AUPRO |",
     );
     let mut csv = String::from(
-        "model,kind,method,mean_auroc,mean_ap,mean_f1,mean_fpr_test_good,mean_f1_max_oracle",
+        "model,kind,method,mean_auroc,mean_ap,mean_f1,mean_fpr_test_good,mean_f1_max_oracle,mean_pixel_auroc,mean_aupro",
     );
     for c in &classes {
         md += &format!(" {c} |");
         csv += &format!(",auroc_{}", csv_field(c));
     }
-    md += "\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |";
+    md += "\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
     md += &" ---: |".repeat(classes.len());
     md += "\n";
     csv += "\n";
@@ -579,7 +770,7 @@ pub fn compare(
     for r in &rows {
         let _ = write!(
             md,
-            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} |",
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {} | {} | {} |",
             r.model,
             r.kind,
             r.method,
@@ -588,10 +779,12 @@ pub fn compare(
             r.mean.f1,
             r.mean.fpr_test_good,
             fmt_opt(r.mean.oracle_f1_max),
+            fmt_opt(r.pixel_auroc),
+            fmt_opt(r.aupro),
         );
         let _ = write!(
             csv,
-            "{},{},{},{},{},{:.6},{:.6},{}",
+            "{},{},{},{},{},{:.6},{:.6},{},{},{}",
             csv_field(&r.model),
             r.kind,
             r.method,
@@ -600,6 +793,8 @@ pub fn compare(
             r.mean.f1,
             r.mean.fpr_test_good,
             num(r.mean.oracle_f1_max),
+            num(r.pixel_auroc),
+            num(r.aupro),
         );
         for c in &classes {
             let v = r.class_auroc.get(c).copied().flatten();

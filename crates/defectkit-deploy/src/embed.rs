@@ -17,7 +17,10 @@ use defectkit_core::data::mvtec::{Index, IndexOptions, Sample, Split};
 
 use crate::pipeline::{run_batches, Batch, PipelineError, PipelineOptions};
 use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
-use crate::store::{EmbeddingStore, SplitProvenance, SplitRecords, StoreAttributes, StoreError};
+use crate::store::{
+    EmbeddingStore, MapProvenance, SplitProvenance, SplitRecords, StoreAttributes, StoreError,
+};
+use defectkit_core::rng::SplitMix64;
 
 /// Why an embed run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,55 @@ pub struct EmbedOptions {
     /// Window side of the local reconstruction error stored for autoencoders
     /// (`recon_local`), in model-input pixels.
     pub recon_pool: usize,
+    /// Also store the model's `features` maps (patch-level detection); `None` = no maps.
+    pub maps: Option<MapSelection>,
+}
+
+/// Which channels of the model's `features` output `embed --maps` stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSelection {
+    /// Keep this many channels, chosen at random with `seed` as PaDiM does (`None` = all).
+    pub channels: Option<usize>,
+    /// Seed of the channel choice.
+    pub seed: u64,
+}
+
+impl MapSelection {
+    /// The kept channel indices out of `available`, ascending: all of them, or a seeded
+    /// random subset (a partial Fisher-Yates shuffle with [`SplitMix64`]). Asking for more
+    /// channels than there are is an error.
+    pub fn choose(&self, available: usize) -> Result<Vec<usize>, String> {
+        match self.channels {
+            None => Ok((0..available).collect()),
+            Some(0) => Err("--map-channels 0: keep at least one channel".into()),
+            Some(n) if n > available => Err(format!(
+                "--map-channels {n}: the model's features output has only {available} channels"
+            )),
+            Some(n) => {
+                let mut all: Vec<usize> = (0..available).collect();
+                let mut rng = SplitMix64(self.seed);
+                for i in 0..n {
+                    let j = i + rng.below(available - i);
+                    all.swap(i, j);
+                }
+                let mut kept = all[..n].to_vec();
+                kept.sort_unstable();
+                Ok(kept)
+            }
+        }
+    }
+}
+
+/// Appends a batch's `features` (`[B, source_channels, h, w]` flat) to `maps`, keeping the
+/// channels `kept`.
+pub fn append_maps(maps: &mut Vec<f32>, features: &[f32], source: [usize; 3], kept: &[usize]) {
+    let [c, h, w] = source;
+    let plane = h * w;
+    for image in features.chunks(c * plane) {
+        for &k in kept {
+            maps.extend_from_slice(&image[k * plane..(k + 1) * plane]);
+        }
+    }
 }
 
 /// What an embed run did.
@@ -137,6 +189,12 @@ pub fn append_batch<T: std::borrow::Borrow<Sample>>(
             .defect_type
             .push(s.defect.clone().unwrap_or_else(|| "good".into()));
         records.path.push(s.path.display().to_string());
+        records.mask.push(
+            s.mask
+                .as_ref()
+                .map(|m| m.display().to_string())
+                .unwrap_or_default(),
+        );
     }
 }
 
@@ -159,6 +217,23 @@ pub fn embed(
             meta.input_shape
         )));
     }
+    let maps = match opts.maps {
+        None => None,
+        Some(selection) => {
+            let spec = model.request_features()?;
+            let channels = selection
+                .choose(spec.channels)
+                .map_err(EmbedError::Mismatch)?;
+            Some(MapProvenance {
+                seed: selection.channels.map(|_| selection.seed),
+                source_channels: spec.channels,
+                height: spec.height,
+                width: spec.width,
+                stride: spec.stride,
+                channels,
+            })
+        }
+    };
     let root = opts.root.clone().unwrap_or_else(|| data.root.clone());
     let index = Index::scan(
         &root,
@@ -201,6 +276,7 @@ pub fn embed(
                 model_split_seed: meta.data_split.map(|s| s.split_seed),
                 recon_pool: meta.kind.is_autoencoder().then_some(opts.recon_pool),
             }),
+            maps: maps.clone(),
         },
         splits: Default::default(),
     };
@@ -210,12 +286,19 @@ pub fn embed(
         bar.set_prefix(split.as_str());
         let samples: Vec<&Sample> = index.split(split).collect();
         let mut records = SplitRecords::new(meta.embedding_dim, meta.kind.is_autoencoder());
+        records.maps = maps.as_ref().map(|_| Vec::new());
         let pipeline = PipelineOptions {
             batch_size: opts.batch_size,
             strict: data.strict,
             warn_skipped: true,
         };
         let result = run_batches(&mut model, &samples, pipeline, cancel, &bar, |b| {
+            if let (Some(m), Some(kept)) = (records.maps.as_mut(), maps.as_ref()) {
+                if let Some(features) = &b.outputs.features {
+                    let source = [kept.source_channels, kept.height, kept.width];
+                    append_maps(m, features, source, &kept.channels);
+                }
+            }
             append_batch(&mut records, &b, meta.input_shape, opts.recon_pool)
         });
         match result {

@@ -118,6 +118,7 @@ pub fn run_batches<'a, T: ImageItem + Sync>(
                 primary: Vec::new(),
                 primary_shape: Vec::new(),
                 embedding: Vec::new(),
+                features: None,
             }
         } else {
             model.run(&batch.input)?

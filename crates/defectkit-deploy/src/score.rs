@@ -23,6 +23,7 @@ use crate::anomaly::{AnomalyError, Detector, Observations};
 use crate::embed::{recon_errors, recon_local_errors};
 use crate::pipeline::{run_batches, Batch, PipelineError, PipelineOptions};
 use crate::runtime::{OnnxModel, RuntimeError, RuntimeOptions};
+use crate::store::MapProvenance;
 
 /// Why a score run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +152,9 @@ pub struct ScoreOptions {
     pub batch_size: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Write each scored image's anomaly map as a heat-map PNG into this folder (patch
+    /// detectors only); the row names the file in its `map` column.
+    pub maps_dir: Option<PathBuf>,
 }
 
 /// What a score run did.
@@ -185,16 +189,22 @@ pub struct Row {
     pub anomalous: Option<bool>,
     /// Why it could not be scored.
     pub error: Option<String>,
+    /// Its heat-map PNG (`score --maps`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<String>,
 }
 
 /// The CSV header.
 pub const CSV_HEADER: &str = "path,class,score,threshold,anomalous,error";
 
+/// The CSV header with `--maps`: one more column naming each row's heat-map PNG.
+pub const CSV_HEADER_WITH_MAPS: &str = "path,class,score,threshold,anomalous,error,map";
+
 impl Row {
-    fn csv(&self) -> String {
+    fn csv(&self, with_maps: bool) -> String {
         let f = crate::detect::csv_field;
         let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-        format!(
+        let mut line = format!(
             "{},{},{},{},{},{}",
             f(&self.path),
             f(self.class.as_deref().unwrap_or("")),
@@ -203,7 +213,12 @@ impl Row {
             self.anomalous
                 .map_or(String::new(), |a| u8::from(a).to_string()),
             f(self.error.as_deref().unwrap_or("")),
-        )
+        );
+        if with_maps {
+            line.push(',');
+            line += &f(self.map.as_deref().unwrap_or(""));
+        }
+        line
     }
 }
 
@@ -260,10 +275,48 @@ struct Scorer {
     input_shape: [usize; 3],
     choice: Option<usize>,
     nearest: bool,
+    /// Patch detectors: the stored maps' provenance (which `features` channels to keep).
+    maps: Option<MapProvenance>,
+    /// Where heat maps go (`--maps`).
+    maps_dir: Option<PathBuf>,
 }
 
 impl Scorer {
-    fn new(model: &OnnxModel, detector: Detector, class: &ClassChoice) -> Result<Self, ScoreError> {
+    fn new(
+        model: &mut OnnxModel,
+        detector: Detector,
+        class: &ClassChoice,
+        maps_dir: Option<PathBuf>,
+    ) -> Result<Self, ScoreError> {
+        let maps = if detector.file.method.is_patch() {
+            let spec = model.request_features()?;
+            let stored = detector.file.maps.clone().expect("checked on load");
+            if stored.source_channels != spec.channels
+                || stored.height != spec.height
+                || stored.width != spec.width
+                || stored.channels.iter().any(|&c| c >= spec.channels)
+            {
+                return Err(ScoreError::Mismatch(format!(
+                    "the detector was fitted on {}×{}×{} feature maps, the model's features are \
+                     {}×{}×{}",
+                    stored.source_channels,
+                    stored.height,
+                    stored.width,
+                    spec.channels,
+                    spec.height,
+                    spec.width
+                )));
+            }
+            Some(stored)
+        } else if maps_dir.is_some() {
+            return Err(ScoreError::Mismatch(format!(
+                "--maps draws anomaly maps, which the {} detector does not make: fit a patch \
+                 detector (detector=padim or detector=patchcore on embeddings from `embed --maps`)",
+                detector.file.method
+            )));
+        } else {
+            None
+        };
         let meta = &model.metadata;
         let sha = crate::embed::sha256_file(&model.path).map_err(|source| ScoreError::Io {
             path: model.path.clone(),
@@ -296,7 +349,24 @@ impl Scorer {
             has_logits,
             input_shape: meta.input_shape,
             choice,
+            maps,
+            maps_dir,
         })
+    }
+
+    /// A heat-map file name for `path` inside the maps folder: the path's components joined
+    /// with `__` (so images of different folders never collide), `.png`.
+    fn map_file(&self, path: &Path) -> Option<PathBuf> {
+        let dir = self.maps_dir.as_ref()?;
+        let parts: Vec<String> = path
+            .with_extension("")
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        Some(dir.join(format!("{}.png", parts.join("__"))))
     }
 
     /// The batch's outputs have the shapes the metadata and the detector promise.
@@ -346,14 +416,39 @@ impl Scorer {
             } else {
                 (None, None)
             };
-            let obs =
-                |rows: &[usize]| -> (ndarray::Array2<f32>, Option<Vec<f32>>, Option<Vec<f32>>) {
-                    let sub = emb.select(ndarray::Axis(0), rows);
-                    let pick = |v: &Option<Vec<f32>>| {
-                        v.as_ref().map(|v| rows.iter().map(|&i| v[i]).collect())
-                    };
-                    (sub, pick(&recon_error), pick(&recon_local))
-                };
+            // Patch detectors: the batch's maps with the detector's channels, N×C×h×w.
+            let maps: Option<ndarray::Array4<f32>> = match (&self.maps, &b.outputs.features) {
+                (Some(m), Some(features)) => {
+                    let mut kept = Vec::with_capacity(n * m.per_image());
+                    let source = [m.source_channels, m.height, m.width];
+                    crate::embed::append_maps(&mut kept, features, source, &m.channels);
+                    let [c, h, w] = m.shape();
+                    Some(
+                        ndarray::Array4::from_shape_vec((n, c, h, w), kept)
+                            .map_err(|e| ScoreError::Mismatch(format!("features output: {e}")))?,
+                    )
+                }
+                (Some(_), None) => {
+                    return Err(ScoreError::Mismatch(
+                        "the model returned no features for a patch detector".into(),
+                    ))
+                }
+                _ => None,
+            };
+            type Picked = (
+                ndarray::Array2<f32>,
+                Option<Vec<f32>>,
+                Option<Vec<f32>>,
+                Option<ndarray::Array4<f32>>,
+            );
+            let obs = |rows: &[usize]| -> Picked {
+                let sub = emb.select(ndarray::Axis(0), rows);
+                let pick =
+                    |v: &Option<Vec<f32>>| v.as_ref().map(|v| rows.iter().map(|&i| v[i]).collect());
+                let m = maps.as_ref().map(|m| m.select(ndarray::Axis(0), rows));
+                (sub, pick(&recon_error), pick(&recon_local), m)
+            };
+            let mut map_files: Vec<Option<String>> = vec![None; n];
             let all: Vec<usize> = (0..n).collect();
             // Each image's class position (or an error) and score.
             let mut assigned: Vec<Result<(usize, f64), String>> = vec![Err(String::new()); n];
@@ -373,11 +468,12 @@ impl Scorer {
                         assigned[i] = Ok((best, 0.0));
                     }
                 } else {
-                    let (sub, re, rl) = obs(&all);
+                    let (sub, re, rl, m) = obs(&all);
                     let o = Observations {
                         embeddings: sub.view(),
                         recon_error: re.as_deref(),
                         recon_local: rl.as_deref(),
+                        maps: m.as_ref().map(|m| m.view()),
                     };
                     let per_class: Vec<Vec<f64>> = self
                         .detector
@@ -406,8 +502,10 @@ impl Scorer {
                     });
                 }
             }
-            // Score by the assigned class (the nearest rule already has its scores, except recon).
-            if !(self.nearest && self.choice.is_none() && !recon) {
+            // Score by the assigned class (the nearest rule already has its scores, except
+            // recon); heat maps are drawn by the assigned class's detector.
+            let draw = self.maps_dir.is_some();
+            if !(self.nearest && self.choice.is_none() && !recon) || draw {
                 for pos in 0..self.detector.scorers.len() {
                     let idx: Vec<usize> = (0..n)
                         .filter(|&i| matches!(assigned[i], Ok((p, _)) if p == pos))
@@ -415,18 +513,43 @@ impl Scorer {
                     if idx.is_empty() {
                         continue;
                     }
-                    let (sub, re, rl) = obs(&idx);
-                    let scores = self.detector.scorers[pos].score(&Observations {
+                    let (sub, re, rl, m) = obs(&idx);
+                    let o = Observations {
                         embeddings: sub.view(),
                         recon_error: re.as_deref(),
                         recon_local: rl.as_deref(),
-                    })?;
+                        maps: m.as_ref().map(|m| m.view()),
+                    };
+                    let scorer = &self.detector.scorers[pos];
+                    let scores = scorer.score(&o)?;
+                    if draw {
+                        let side = self.input_shape[1];
+                        let t = self.detector.file.classes[pos].threshold.value as f32;
+                        let drawn = scorer.anomaly_maps(&o).transpose()?.unwrap_or_default();
+                        for (&i, map) in idx.iter().zip(&drawn) {
+                            let Some(file) = self.map_file(b.items[i]) else {
+                                continue;
+                            };
+                            // Bright = at or above the class's image threshold.
+                            defectkit_core::plot::heatmap_png(
+                                &file,
+                                map,
+                                side as u32,
+                                (0.5 * t, t),
+                            )
+                            .map_err(|e| ScoreError::Io {
+                                path: file.clone(),
+                                source: std::io::Error::other(e.to_string()),
+                            })?;
+                            map_files[i] = Some(file.display().to_string());
+                        }
+                    }
                     for (i, s) in idx.into_iter().zip(scores) {
                         assigned[i] = Ok((pos, s));
                     }
                 }
             }
-            for (item, a) in b.items.iter().zip(assigned) {
+            for ((item, a), map) in b.items.iter().zip(assigned).zip(map_files) {
                 let path = item.display().to_string();
                 rows.push(match a {
                     Ok((_, score)) if !score.is_finite() => Row {
@@ -438,6 +561,7 @@ impl Scorer {
                         error: Some(format!(
                             "non-finite score ({score}): the model's outputs are not finite"
                         )),
+                        map: None,
                     },
                     Ok((pos, score)) => {
                         let entry = &self.detector.file.classes[pos];
@@ -449,6 +573,7 @@ impl Scorer {
                             threshold: Some(t),
                             anomalous: Some(score >= t),
                             error: None,
+                            map,
                         }
                     }
                     Err(reason) => Row {
@@ -458,6 +583,7 @@ impl Scorer {
                         threshold: None,
                         anomalous: None,
                         error: Some(reason),
+                        map: None,
                     },
                 });
             }
@@ -470,6 +596,7 @@ impl Scorer {
                 threshold: None,
                 anomalous: None,
                 error: Some(reason.clone()),
+                map: None,
             });
         }
         // Decoded and skipped files back in input order (the files are sorted as paths).
@@ -483,10 +610,11 @@ struct Sink {
     out: Box<dyn Write>,
     tmp: Option<(PathBuf, PathBuf)>,
     format: Format,
+    with_maps: bool,
 }
 
 impl Sink {
-    fn open(out: Option<&Path>, format: Format) -> Result<Self, ScoreError> {
+    fn open(out: Option<&Path>, format: Format, with_maps: bool) -> Result<Self, ScoreError> {
         let (out, tmp): (Box<dyn Write>, _) = match out {
             Some(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -507,9 +635,18 @@ impl Sink {
             }
             None => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
         };
-        let mut sink = Self { out, tmp, format };
+        let mut sink = Self {
+            out,
+            tmp,
+            format,
+            with_maps,
+        };
         if format == Format::Csv {
-            sink.line(CSV_HEADER)?;
+            sink.line(if with_maps {
+                CSV_HEADER_WITH_MAPS
+            } else {
+                CSV_HEADER
+            })?;
         }
         Ok(sink)
     }
@@ -524,7 +661,7 @@ impl Sink {
 
     fn row(&mut self, row: &Row) -> Result<(), ScoreError> {
         match self.format {
-            Format::Csv => self.line(&row.csv()),
+            Format::Csv => self.line(&row.csv(self.with_maps)),
             Format::Jsonl => self.line(&serde_json::to_string(row).expect("row serializes")),
         }
     }
@@ -560,7 +697,13 @@ pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, Sc
     let started = Instant::now();
     let detector = Detector::load(&opts.detector)?;
     let mut model = OnnxModel::load(&opts.model, &opts.runtime)?;
-    let scorer = Scorer::new(&model, detector, &opts.class)?;
+    if let Some(dir) = &opts.maps_dir {
+        std::fs::create_dir_all(dir).map_err(|source| ScoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let scorer = Scorer::new(&mut model, detector, &opts.class, opts.maps_dir.clone())?;
     let mut files = collect_files(&opts.inputs)?;
     if let Some(shard) = opts.shard {
         files = files[shard.range(files.len())].to_vec();
@@ -576,7 +719,7 @@ pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, Sc
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut sink = Sink::open(opts.out.as_deref(), opts.format)?;
+    let mut sink = Sink::open(opts.out.as_deref(), opts.format, opts.maps_dir.is_some())?;
     let mut report = ScoreReport {
         files: files.len(),
         ..Default::default()

@@ -393,6 +393,7 @@ fn top_ranks_on_train_and_val_embeddings_only() {
             splits: vec![Split::Train, Split::Val],
             progress: false,
             recon_pool: 8,
+            maps: None,
         };
         embed(&data, &opts, &AtomicBool::new(false)).unwrap();
         dirs.push(dir);

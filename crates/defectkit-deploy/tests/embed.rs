@@ -154,6 +154,7 @@ fn embed_stores_what_the_model_computes_and_h5py_reads_it() {
             splits: vec![Split::Train, Split::Val, Split::Test],
             progress: false,
             recon_pool: 8,
+            maps: None,
         };
         let report = embed(&data, &opts, &AtomicBool::new(false)).unwrap();
         assert!(report.skipped.is_empty());
@@ -236,6 +237,7 @@ fn a_cancelled_embed_writes_nothing() {
         splits: vec![Split::Test],
         progress: false,
         recon_pool: 8,
+        maps: None,
     };
     let e = embed(&data_config(dataset()), &opts, &AtomicBool::new(true)).unwrap_err();
     assert!(matches!(e, EmbedError::Interrupted), "{e}");

@@ -78,6 +78,7 @@ fn options(model: &Path, out: &Path) -> EmbedOptions {
         splits: SPLITS.to_vec(),
         progress: false,
         recon_pool: 8,
+        maps: None,
     }
 }
 

@@ -675,6 +675,7 @@ fn the_accuracy_aware_mode_keeps_sensitive_layers_float_until_the_drift_is_withi
             splits: vec![Split::Train, Split::Val, Split::Test],
             progress: false,
             recon_pool: 8,
+            maps: None,
         },
         &AtomicBool::new(false),
     )

@@ -193,6 +193,7 @@ fn obs(rows: &Array2<f32>) -> Observations<'_> {
         embeddings: rows.view(),
         recon_error: None,
         recon_local: None,
+        maps: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn attributes() -> StoreAttributes {
             model_split_seed: Some(3),
             recon_pool: Some(8),
         }),
+        maps: None,
     }
 }
 

@@ -18,15 +18,23 @@ pub enum DetectorMethod {
     Knn,
     /// Reconstruction error (autoencoders).
     Recon,
+    /// Patch Gaussian (PaDiM): one Gaussian per feature-map location and class; the image
+    /// score is the maximum of the smoothed Mahalanobis map.
+    Padim,
+    /// Patch memory bank (PatchCore): distance of each patch to the nearest patch of a
+    /// coreset of the class's good patches; the image score is the maximum of the map.
+    Patchcore,
 }
 
 impl DetectorMethod {
     /// Every method, in table order.
-    pub const ALL: [DetectorMethod; 4] = [
+    pub const ALL: [DetectorMethod; 6] = [
         DetectorMethod::Mahalanobis,
         DetectorMethod::Euclidean,
         DetectorMethod::Knn,
         DetectorMethod::Recon,
+        DetectorMethod::Padim,
+        DetectorMethod::Patchcore,
     ];
 
     /// The config spelling.
@@ -36,7 +44,14 @@ impl DetectorMethod {
             DetectorMethod::Euclidean => "euclidean",
             DetectorMethod::Knn => "knn",
             DetectorMethod::Recon => "recon",
+            DetectorMethod::Padim => "padim",
+            DetectorMethod::Patchcore => "patchcore",
         }
+    }
+
+    /// Whether the method scores feature-map locations (needs `embed --maps`).
+    pub fn is_patch(self) -> bool {
+        matches!(self, DetectorMethod::Padim | DetectorMethod::Patchcore)
     }
 }
 
@@ -47,7 +62,8 @@ impl std::str::FromStr for DetectorMethod {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown detector {s:?} (expected mahalanobis, euclidean, knn or recon)")
+                format!("unknown detector {s:?} (expected mahalanobis, euclidean, knn, recon, padim or \
+                     patchcore)")
             })
     }
 }
@@ -149,10 +165,33 @@ pub struct DetectorConfig {
     /// Window side of the local reconstruction error, in model-input pixels (recon).
     #[serde(default = "default_pool")]
     pub pool: usize,
+    /// Fraction of the class's good patches kept in the memory bank by greedy coreset
+    /// subsampling, in (0, 1] (patchcore; 1 keeps every patch).
+    #[serde(default = "default_coreset_ratio")]
+    pub coreset_ratio: f64,
+    /// Seed of the coreset's random projection and first pick (patchcore).
+    #[serde(default)]
+    pub coreset_seed: u64,
+    /// PatchCore's reweighting of the image score by how isolated its nearest bank patch
+    /// is among that patch's own neighbours (patchcore).
+    #[serde(default)]
+    pub reweight: bool,
+    /// σ in model-input pixels of the Gaussian smoothing of the upsampled anomaly map
+    /// (padim, patchcore; 0 = none).
+    #[serde(default = "default_sigma")]
+    pub sigma: f64,
 }
 
 fn default_k() -> usize {
     5
+}
+
+fn default_coreset_ratio() -> f64 {
+    0.1
+}
+
+fn default_sigma() -> f64 {
+    4.0
 }
 
 fn default_pool() -> usize {
@@ -170,6 +209,10 @@ impl Default for DetectorConfig {
             k: default_k(),
             score: ReconScore::Local,
             pool: default_pool(),
+            coreset_ratio: default_coreset_ratio(),
+            coreset_seed: 0,
+            reweight: false,
+            sigma: default_sigma(),
         }
     }
 }
@@ -227,6 +270,18 @@ impl DetectorConfig {
         }
         if self.pool == 0 {
             return Err("detector.pool = 0: the local window needs a side ≥ 1".into());
+        }
+        if !(self.coreset_ratio > 0.0 && self.coreset_ratio <= 1.0) {
+            return Err(format!(
+                "detector.coreset_ratio = {}: expected a fraction in (0, 1]",
+                self.coreset_ratio
+            ));
+        }
+        if !(self.sigma.is_finite() && self.sigma >= 0.0) {
+            return Err(format!(
+                "detector.sigma = {}: expected a smoothing width ≥ 0 pixels (0 = none)",
+                self.sigma
+            ));
         }
         if let Shrinkage::Fixed(d) = self.shrinkage {
             if !(0.0..=1.0).contains(&d) {

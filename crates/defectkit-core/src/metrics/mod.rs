@@ -3,7 +3,11 @@
 //! - threshold-free metrics of a score ranking (`ranking.rs`): [`auroc`], [`roc_curve`],
 //!   [`average_precision`], and the rank correlation [`spearman`] (on [`average_ranks`]);
 //! - the decision at a threshold (`threshold.rs`): [`Confusion`], the oracle [`f1_max`], and
-//!   [`percentile`] (for thresholds taken from good samples).
+//!   [`percentile`] (for thresholds taken from good samples);
+//! - pixel-level metrics of anomaly maps against defect masks (`pixel.rs`): [`pixel_auroc`],
+//!   the per-region-overlap curve [`pro_curve`] and [`aupro`] as MVTec AD's official
+//!   evaluation defines them (8-connected regions by [`label_regions`], integrated to FPR 0.3
+//!   and divided by the limit, not by the last FPR reached).
 //!
 //! Conventions, everywhere: `true` labels are positives (anomalous); the one decision rule is
 //! *anomalous ⇔ score ≥ threshold*; results match scikit-learn / NumPy (checked by
@@ -15,9 +19,13 @@
 //! order, so a NaN score counts as anomalous at every threshold (fail-safe), consistent with
 //! the curves. Mismatched `scores`/`labels` lengths panic (a programmer error).
 
+mod pixel;
 mod ranking;
 mod threshold;
 
+pub use pixel::{
+    aupro, label_regions, pixel_auroc, pixel_metrics, pro_curve, PixelMetrics, AUPRO_FPR_LIMIT,
+};
 pub use ranking::{auroc, average_precision, average_ranks, roc_curve, spearman};
 pub use threshold::{f1_max, percentile, Confusion, F1Max};
 

@@ -102,6 +102,40 @@ pub struct ModelMetadata {
     /// could be images the model trained on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_split: Option<DataSplit>,
+    /// The `features` output (patch-level detection), when the graph has one (`None` in
+    /// files exported before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<FeatureMapSpec>,
+}
+
+/// The `features` output: `[batch, channels, height, width]`, the network's two chosen
+/// conv maps brought to the coarser one's resolution and concatenated along channels (what
+/// patch detectors score location by location).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureMapSpec {
+    /// Channels (the sum over `sources`).
+    pub channels: usize,
+    /// Rows of the map.
+    pub height: usize,
+    /// Columns of the map.
+    pub width: usize,
+    /// Input pixels per map cell along each axis (8: a 128-px input gives 16×16).
+    pub stride: usize,
+    /// What was concatenated, in channel order, e.g. `layer1 (conv2_x), 2×2 average pool`.
+    pub sources: Vec<FeatureSource>,
+}
+
+/// One block of channels of the `features` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSource {
+    /// The layer, in the network's own parameter names (`stem.layer1`, `encoder.2`).
+    pub layer: String,
+    /// Its channels.
+    pub channels: usize,
+    /// How it was brought to the map's resolution (`none`, `avg_pool 2x2`).
+    pub resample: String,
 }
 
 /// The training run's train/val split (`data.val_fraction`, `data.split_seed`).

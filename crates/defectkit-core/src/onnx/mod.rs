@@ -18,7 +18,9 @@ mod generated {
 use std::path::{Path, PathBuf};
 
 pub use generated::onnx::*;
-pub use metadata::{DataSplit, ModelKind, ModelMetadata, Precision, METADATA_KEY};
+pub use metadata::{
+    DataSplit, FeatureMapSpec, FeatureSource, ModelKind, ModelMetadata, Precision, METADATA_KEY,
+};
 pub use parity::{Parity, PARITY_TOLERANCE};
 pub use protobuf::{Message, MessageField};
 

@@ -45,6 +45,76 @@ impl TinyModel {
         Self::build(ModelKind::UnetAe, side, classes, dim)
     }
 
+    /// Adds a third output `features` = AveragePool(input, stride × stride, stride), i.e.
+    /// `[batch, 3, s/stride, s/stride]` of local colour means (so a local defect shows at
+    /// its own place), with the metadata's [`crate::onnx::FeatureMapSpec`]: what the patch
+    /// detectors' tests read.
+    pub fn with_features(mut self, stride: usize) -> Self {
+        let side = self.metadata.input_shape[1];
+        assert!(
+            stride > 0 && side % stride == 0,
+            "stride must divide the side"
+        );
+        let cells = (side / stride) as i64;
+        let graph = self.model.graph.as_mut().expect("graph");
+        graph.node.push(node(
+            "AveragePool",
+            &["input"],
+            &["features"],
+            vec![
+                attr_ints("kernel_shape", &[stride as i64, stride as i64]),
+                attr_ints("strides", &[stride as i64, stride as i64]),
+            ],
+        ));
+        graph.output.push(value(
+            "features",
+            &[
+                Dim::Batch,
+                Dim::Fixed(3),
+                Dim::Fixed(cells),
+                Dim::Fixed(cells),
+            ],
+        ));
+        self.metadata.outputs.push("features".into());
+        self.metadata.features = Some(crate::onnx::FeatureMapSpec {
+            channels: 3,
+            height: cells as usize,
+            width: cells as usize,
+            stride,
+            sources: vec![crate::onnx::FeatureSource {
+                layer: "input".into(),
+                channels: 3,
+                resample: format!("avg_pool {stride}x{stride}"),
+            }],
+        });
+        set_metadata_prop(&mut self.model, METADATA_KEY, &self.metadata.to_json());
+        self
+    }
+
+    /// The `features` output for `input` (see [`TinyModel::with_features`]), flat.
+    pub fn features(&self, input: &[f32]) -> Vec<f32> {
+        let spec = self.metadata.features.as_ref().expect("with_features");
+        let [c, h, w] = self.metadata.input_shape;
+        let s = spec.stride;
+        let mut out = Vec::new();
+        for image in input.chunks(c * h * w) {
+            for ch in 0..c {
+                for i in 0..spec.height {
+                    for j in 0..spec.width {
+                        let mut sum = 0.0f32;
+                        for y in i * s..(i + 1) * s {
+                            for x in j * s..(j + 1) * s {
+                                sum += image[ch * h * w + y * w + x];
+                            }
+                        }
+                        out.push(sum / (s * s) as f32);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The outputs for `input` (`[batch, 3, s, s]` flat): (primary, embedding), flat.
     pub fn forward(&self, input: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let [c, h, w] = self.metadata.input_shape;
@@ -332,6 +402,7 @@ fn with_metadata(
         checkpoint: "none".into(),
         opset: OPSET,
         data_split: None,
+        features: None,
     };
     let mut model = ModelProto {
         ir_version: 9,

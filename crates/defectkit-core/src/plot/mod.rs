@@ -1,6 +1,7 @@
 //! PNG figures with no system fonts: line charts (train vs val loss, ROC curves), scatter
 //! plots of 2-D embeddings, bar charts, image grids (input | reconstruction | error map),
-//! heat maps and de-normalisation of model tensors back to viewable images.
+//! heat maps and de-normalisation of model tensors back to viewable images, and anomaly-map
+//! overlays (`overlay.rs`: image | heat map | blend with the defect mask's contour).
 //!
 //! Rendering uses `plotters` with its bitmap backend and the pure-Rust `ab_glyph` text
 //! engine; the DejaVu Sans font is embedded (crate `dejavu`) and registered once, so no
@@ -17,12 +18,17 @@
 
 mod charts;
 mod images;
+mod overlay;
 mod text;
 
 pub use charts::{bar_chart, line_chart, scatter, LineOptions, ScatterGroup, Series};
 pub use images::{
     chw_to_rgb, heatmap, image_grid, inferno, GridRow, GRID_GAP, GRID_HEADER_HEIGHT,
     GRID_LABEL_WIDTH, GRID_TITLE_HEIGHT,
+};
+pub use overlay::{
+    anomaly_overlay, heatmap_png, overlay_grid, overlay_grid_scaled, shared_scale, OverlayRow,
+    CONTOUR_COLOR, OVERLAY_ALPHA, OVERLAY_GAP,
 };
 
 use std::io;

@@ -58,6 +58,12 @@ pub fn scoring_spec(
         .map(|&p| detector.scorers[p].onnx_part())
         .collect();
     let cfg = &detector.file.config;
+    if let Some(OnnxPart::Unsupported(why)) = parts.first() {
+        return Err(AnomalyError::Invalid(format!(
+            "the {} detector cannot be bundled into one ONNX graph: {why}; score with              `defectkit score --detector detector.json` instead",
+            cfg.method
+        )));
+    }
     let head = match cfg.method {
         DetectorMethod::Mahalanobis | DetectorMethod::Euclidean => {
             let mut means = Vec::new();
@@ -93,6 +99,9 @@ pub fn scoring_spec(
         DetectorMethod::Recon => ScoringHead::Recon {
             pool: (cfg.score == ReconScore::Local).then_some(cfg.pool),
         },
+        DetectorMethod::Padim | DetectorMethod::Patchcore => {
+            unreachable!("patch detectors give unsupported parts (refused above)")
+        }
     };
     let class_rule = if !metadata.kind.is_autoencoder() {
         ClassRule::Logits

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, Array4};
 use serde::{Deserialize, Serialize};
 
 use defectkit_core::config::DetectorConfig;
@@ -15,10 +15,13 @@ use defectkit_core::config::DetectorConfig;
 use super::euclidean::Euclidean;
 use super::knn::Knn;
 use super::mahalanobis::Mahalanobis;
+use super::patch::gaussian::PatchGaussian;
+use super::patch::memory_bank::PatchMemoryBank;
+use super::patch::MapOptions;
 use super::recon::Recon;
 use super::threshold::{maximum_warning, percentile_threshold, Threshold};
 use super::{AnomalyError, ClassScorer, Method, Observations};
-use crate::store::{EmbeddingStore, SplitProvenance, SplitRecords};
+use crate::store::{EmbeddingStore, MapProvenance, SplitProvenance, SplitRecords};
 
 /// The `format` value of `detector.json`.
 pub const FORMAT: &str = "defectkit-detector/1";
@@ -81,6 +84,13 @@ pub struct DetectorFile {
     pub model: ModelProvenance,
     /// The data.
     pub data: DataProvenance,
+    /// The feature maps a patch detector was fitted on (shape, kept channels); `score`
+    /// takes the same channels from the model's `features` output. None for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maps: Option<MapProvenance>,
+    /// The side of the model input and of the anomaly maps, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_side: Option<usize>,
     /// The defectkit version that fitted it.
     pub defectkit_version: String,
 }
@@ -94,6 +104,9 @@ pub struct Detector {
     pub scorers: Vec<Box<dyn ClassScorer>>,
 }
 
+/// Per-image anomaly maps (side × side, row-major), in row order.
+pub type AnomalyMaps = Vec<Vec<f32>>;
+
 /// One class's rows of a split.
 #[derive(Debug, Clone)]
 pub struct ClassRows {
@@ -105,11 +118,19 @@ pub struct ClassRows {
     pub recon_error: Option<Vec<f32>>,
     /// Their local reconstruction errors (autoencoders).
     pub recon_local: Option<Vec<f32>>,
+    /// Their feature maps, N×C×h×w (files embedded with `--maps`).
+    pub maps: Option<Array4<f32>>,
 }
 
 impl ClassRows {
-    /// The rows of `class` in `records` (only the good ones when `good_only`).
-    pub fn of(records: &SplitRecords, class: &str, good_only: bool) -> Self {
+    /// The rows of `class` in `records` (only the good ones when `good_only`); `map_shape`
+    /// is the file's `[C, h, w]` when it holds maps.
+    pub fn of(
+        records: &SplitRecords,
+        class: &str,
+        good_only: bool,
+        map_shape: Option<[usize; 3]>,
+    ) -> Self {
         let index: Vec<usize> = (0..records.len())
             .filter(|&i| records.class[i] == class && (!good_only || records.label[i] == 0))
             .collect();
@@ -119,7 +140,19 @@ impl ClassRows {
             values.extend_from_slice(&records.embeddings[i * d..(i + 1) * d]);
         }
         let pick = |v: &Option<Vec<f32>>| v.as_ref().map(|v| index.iter().map(|&i| v[i]).collect());
+        let maps = match (&records.maps, map_shape) {
+            (Some(all), Some([c, h, w])) => {
+                let per = c * h * w;
+                let mut values = Vec::with_capacity(index.len() * per);
+                for &i in &index {
+                    values.extend_from_slice(&all[i * per..(i + 1) * per]);
+                }
+                Some(Array4::from_shape_vec((index.len(), c, h, w), values).expect("n×c×h×w"))
+            }
+            _ => None,
+        };
         Self {
+            maps,
             embeddings: Array2::from_shape_vec((index.len(), d), values).expect("n×d"),
             recon_error: pick(&records.recon_error),
             recon_local: pick(&records.recon_local),
@@ -133,15 +166,22 @@ impl ClassRows {
             embeddings: self.embeddings.view(),
             recon_error: self.recon_error.as_deref(),
             recon_local: self.recon_local.as_deref(),
+            maps: self.maps.as_ref().map(|m| m.view()),
         }
     }
 }
 
 fn fit_scorer(
     config: &DetectorConfig,
-    rows: ArrayView2<'_, f32>,
+    fit: &ClassRows,
+    side: usize,
     class: &str,
 ) -> Result<Box<dyn ClassScorer>, AnomalyError> {
+    let rows = fit.embeddings.view();
+    let map = MapOptions {
+        side,
+        sigma: config.sigma,
+    };
     let stats = |source| AnomalyError::Stats {
         class: class.to_string(),
         source,
@@ -155,7 +195,32 @@ fn fit_scorer(
         Method::Euclidean => Box::new(Euclidean::fit(rows).map_err(named)?),
         Method::Knn => Box::new(Knn::fit(rows, config.k).map_err(named)?),
         Method::Recon => Box::new(Recon::fit(rows, config.score).map_err(named)?),
+        Method::Padim => {
+            Box::new(PatchGaussian::fit(&fit.observations(), config.shrinkage, map).map_err(named)?)
+        }
+        Method::Patchcore => Box::new(
+            PatchMemoryBank::fit(
+                &fit.observations(),
+                config.coreset_ratio,
+                config.coreset_seed,
+                config.reweight,
+                map,
+            )
+            .map_err(named)?,
+        ),
     })
+}
+
+/// The side of the model input (and of anomaly maps) recorded in an embeddings file.
+fn input_side(store: &EmbeddingStore, embeddings: &Path) -> Result<usize, AnomalyError> {
+    serde_json::from_str::<defectkit_core::data::PreprocessSpec>(&store.attributes.preprocess)
+        .map(|spec| spec.input_size() as usize)
+        .map_err(|e| {
+            AnomalyError::Invalid(format!(
+                "{}: its preprocess attribute does not parse: {e}",
+                embeddings.display()
+            ))
+        })
 }
 
 impl Detector {
@@ -200,6 +265,16 @@ impl Detector {
                 )));
             }
         }
+        let map_shape = a.maps.as_ref().map(MapProvenance::shape);
+        let side = input_side(store, embeddings)?;
+        if config.method.is_patch() && map_shape.is_none() {
+            return Err(AnomalyError::Invalid(format!(
+                "{}: the {} detector scores feature maps, and this file has none: re-embed \
+                 with `defectkit embed --maps` (and a model exported with a `features` output)",
+                embeddings.display(),
+                config.method
+            )));
+        }
         if config.threshold_split == "train" {
             warnings.push(
                 "detector.threshold_split = train: the model was trained on these images, so \
@@ -220,15 +295,15 @@ impl Detector {
         let mut entries = Vec::new();
         let mut scorers = Vec::new();
         for class in &classes {
-            let fit = ClassRows::of(fit_split, class, true);
+            let fit = ClassRows::of(fit_split, class, true, map_shape);
             if fit.index.is_empty() {
                 return Err(AnomalyError::Invalid(format!(
                     "class {class:?} has no good images in split {:?}",
                     config.fit_split
                 )));
             }
-            let scorer = fit_scorer(config, fit.embeddings.view(), class)?;
-            let held_out = ClassRows::of(threshold_split, class, true);
+            let scorer = fit_scorer(config, &fit, side, class)?;
+            let held_out = ClassRows::of(threshold_split, class, true, map_shape);
             let scores = scorer.score(&held_out.observations())?;
             let threshold = percentile_threshold(&scores, config.percentile, class)?;
             entries.push(ClassEntry {
@@ -265,6 +340,12 @@ impl Detector {
                 embeddings: embeddings.display().to_string(),
                 split: a.split.clone(),
             },
+            maps: if config.method.is_patch() {
+                a.maps.clone()
+            } else {
+                None
+            },
+            map_side: config.method.is_patch().then_some(side),
             defectkit_version: env!("CARGO_PKG_VERSION").into(),
         };
         Ok((Self { file, scorers }, warnings))
@@ -292,6 +373,26 @@ impl Detector {
     /// Scores every row of `records` with its own class's scorer (rows of classes the
     /// detector does not know are an error).
     pub fn score_split(&self, records: &SplitRecords) -> Result<Vec<f64>, AnomalyError> {
+        Ok(self.score_split_with_maps(records, false)?.0)
+    }
+
+    /// [`Detector::score_split`], plus each row's anomaly map (side × side, row-major) when
+    /// `with_maps` and the detector is a patch detector.
+    pub fn score_split_with_maps(
+        &self,
+        records: &SplitRecords,
+        with_maps: bool,
+    ) -> Result<(Vec<f64>, Option<AnomalyMaps>), AnomalyError> {
+        let map_shape = self.file.maps.as_ref().map(MapProvenance::shape);
+        if self.file.method.is_patch() && records.maps.is_none() {
+            return Err(AnomalyError::Invalid(format!(
+                "the {} detector needs feature maps and these records have none (embed with \
+                 --maps)",
+                self.file.method
+            )));
+        }
+        let mut maps: Option<AnomalyMaps> =
+            (with_maps && self.file.method.is_patch()).then(|| vec![Vec::new(); records.len()]);
         let mut out = vec![f64::NAN; records.len()];
         let mut classes: Vec<&String> = records.class.iter().collect();
         classes.sort();
@@ -303,13 +404,30 @@ impl Detector {
                     self.classes().collect::<Vec<_>>().join(", ")
                 ))
             })?;
-            let rows = ClassRows::of(records, class, false);
+            let rows = ClassRows::of(records, class, false, map_shape);
             let scores = self.scorers[pos].score(&rows.observations())?;
             for (i, s) in rows.index.iter().zip(scores) {
                 out[*i] = s;
             }
+            if let Some(all) = maps.as_mut() {
+                if let Some(class_maps) = self.scorers[pos].anomaly_maps(&rows.observations()) {
+                    for (i, m) in rows.index.iter().zip(class_maps?) {
+                        all[*i] = m;
+                    }
+                }
+            }
         }
-        Ok(out)
+        Ok((out, maps))
+    }
+
+    /// Bytes the fitted statistics take in memory, per class (patch detectors).
+    pub fn memory_per_class(&self) -> Vec<(String, usize)> {
+        self.file
+            .classes
+            .iter()
+            .zip(&self.scorers)
+            .map(|(c, s)| (c.name.clone(), s.memory_bytes()))
+            .collect()
     }
 
     /// Writes `detector.h5` and `detector.json` into `dir` (which must exist; callers make
@@ -378,6 +496,16 @@ impl Detector {
         }
         if file.classes.is_empty() {
             return Err(file_err(json_path, "no classes".into()));
+        }
+        if file.method.is_patch() && (file.maps.is_none() || file.map_side.is_none()) {
+            return Err(file_err(
+                json_path,
+                format!(
+                    "a {} detector without its `maps` / `map_side` record: the file was edited \
+                     or is damaged",
+                    file.method
+                ),
+            ));
         }
         let mut names: Vec<&str> = file.classes.iter().map(|c| c.name.as_str()).collect();
         names.sort();
@@ -453,6 +581,12 @@ impl Detector {
                 Method::Recon => Box::new(
                     Recon::load(&group, file.config.score).map_err(|e| bad(e.to_string()))?,
                 ),
+                Method::Padim => {
+                    Box::new(PatchGaussian::load(&group).map_err(|e| bad(e.to_string()))?)
+                }
+                Method::Patchcore => {
+                    Box::new(PatchMemoryBank::load(&group).map_err(|e| bad(e.to_string()))?)
+                }
             };
             scorers.push(scorer);
         }

@@ -97,6 +97,9 @@ pub struct DetectionMetrics {
     pub mean: MeanMetrics,
     /// All test images pooled at their classes' thresholds.
     pub pooled_confusion: Confusion,
+    /// Pixel AUROC and AUPRO against the masks (patch detectors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel: Option<super::pixel::PixelMetrics>,
 }
 
 fn mean_of(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -178,6 +181,7 @@ pub fn evaluate(images: &[ScoredImage], thresholds: &BTreeMap<String, f64>) -> D
         per_class,
         mean,
         pooled_confusion: pooled,
+        pixel: None,
     }
 }
 

@@ -9,6 +9,8 @@
 //! | `euclidean` | ‖z − μ_c‖ | [`euclidean`] |
 //! | `knn` | mean distance to the k nearest fit embeddings of c | [`knn`] |
 //! | `recon` | the autoencoder's reconstruction error (mean or local) | [`recon`] |
+//! | `padim` | max over the smoothed map of per-location Mahalanobis distances | [`patch`] |
+//! | `patchcore` | max over the smoothed map of nearest-coreset-patch distances | [`patch`] |
 //!
 //! The one decision rule everywhere: an image is anomalous when score ≥ threshold.
 
@@ -18,10 +20,12 @@ pub mod euclidean;
 pub mod evaluate;
 pub mod knn;
 pub mod mahalanobis;
+pub mod patch;
+pub mod pixel;
 pub mod recon;
 pub mod threshold;
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView2, ArrayView4};
 
 pub(crate) use crate::stats::column_means;
 
@@ -43,6 +47,9 @@ pub struct Observations<'a> {
     pub recon_error: Option<&'a [f32]>,
     /// Per-image local reconstruction error (max of the pooled error map).
     pub recon_local: Option<&'a [f32]>,
+    /// N×C×h×w feature maps (the model's `features` output, `embed --maps`): what the patch
+    /// detectors read.
+    pub maps: Option<ArrayView4<'a, f32>>,
 }
 
 /// A scorer's parameters in the form the scored ONNX graph needs.
@@ -64,6 +71,8 @@ pub enum OnnxPart {
     },
     /// The reconstruction error; no per-class parameters.
     Recon,
+    /// A detector the scored graph cannot express (the patch detectors); why.
+    Unsupported(String),
 }
 
 /// One class's fitted detector.
@@ -78,6 +87,15 @@ pub trait ClassScorer: std::fmt::Debug + Send + Sync {
     fn summary(&self) -> serde_json::Value;
     /// The parameters for the scored ONNX graph.
     fn onnx_part(&self) -> OnnxPart;
+    /// Per-image anomaly maps at the model input's resolution (side × side, row-major),
+    /// whose maximum is the image's score; `None` for detectors that score whole images.
+    fn anomaly_maps(&self, _obs: &Observations<'_>) -> Option<Result<Vec<Vec<f32>>, AnomalyError>> {
+        None
+    }
+    /// Bytes its statistics take in memory (reported per class).
+    fn memory_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Why fitting, scoring or saving a detector failed.

@@ -79,6 +79,7 @@ pub fn variant_quality(
             splits: vec![Split::Train, Split::Val, Split::Test],
             progress,
             recon_pool: detector.pool,
+            maps: None,
         };
         embed(data, &opts, cancel).map_err(|e| match e {
             EmbedError::Interrupted => BenchError::Interrupted,

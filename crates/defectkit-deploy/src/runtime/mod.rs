@@ -14,7 +14,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use defectkit_core::onnx::{ModelMetadata, OnnxError, METADATA_KEY};
+use defectkit_core::onnx::{FeatureMapSpec, ModelMetadata, OnnxError, METADATA_KEY};
 
 /// The command that installs the ONNX Runtime library where the binary looks by default.
 pub const INSTALL_HINT: &str = "bash scripts/setup-ort.sh";
@@ -224,6 +224,8 @@ pub struct ModelOutputs {
     pub primary_shape: Vec<usize>,
     /// `embedding`, `[B, embedding_dim]`, flat.
     pub embedding: Vec<f32>,
+    /// `features`, `[B, C, h, w]` flat, when requested with [`OnnxModel::request_features`].
+    pub features: Option<Vec<f32>>,
 }
 
 /// An exported defectkit model in one ONNX Runtime session.
@@ -236,6 +238,7 @@ pub struct OnnxModel {
     /// The provider the session runs on.
     pub ep: ExecutionProvider,
     input_name: String,
+    features: bool,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -358,7 +361,26 @@ impl OnnxModel {
             path: path.to_path_buf(),
             ep: opts.ep,
             input_name,
+            features: false,
         })
+    }
+
+    /// Makes [`OnnxModel::run`] also return the `features` output (patch-level detection).
+    /// Fails, naming the file, for a model exported without it (before defectkit 0.1's
+    /// patch detectors): re-export it.
+    pub fn request_features(&mut self) -> Result<FeatureMapSpec, RuntimeError> {
+        match &self.metadata.features {
+            Some(spec) if self.metadata.outputs.iter().any(|o| o == "features") => {
+                self.features = true;
+                Ok(spec.clone())
+            }
+            _ => Err(RuntimeError::Metadata {
+                path: self.path.clone(),
+                reason: "the model has no `features` output (it was exported before patch-level \
+                         detection existed); re-export its run with `defectkit export`"
+                    .into(),
+            }),
+        }
     }
 
     /// Values per sample of the input tensor (C·H·W).
@@ -403,10 +425,24 @@ impl OnnxModel {
                 self.metadata.embedding_dim
             )));
         }
+        let features = if self.features {
+            let spec = self.metadata.features.as_ref().expect("checked on request");
+            let (shape, values) = extract("features")?;
+            let want = [batch, spec.channels, spec.height, spec.width];
+            if shape != want {
+                return Err(RuntimeError::Ort(format!(
+                    "features has shape {shape:?}, the metadata documents {want:?}"
+                )));
+            }
+            Some(values)
+        } else {
+            None
+        };
         Ok(ModelOutputs {
             primary,
             primary_shape,
             embedding,
+            features,
         })
     }
 }

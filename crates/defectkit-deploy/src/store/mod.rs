@@ -5,14 +5,20 @@
 //! - `embeddings` N×d f32 (chunked, deflate-compressed),
 //! - `label` N u8 (0 good, 1 defective),
 //! - `class`, `defect_type`, `path` N variable-length UTF-8 strings,
+//! - `mask` N strings: the ground-truth mask of a defective image, `""` for none (files from
+//!   before it was stored have no `mask` dataset: pixel metrics are then unavailable),
 //! - `recon_error` N f32 (autoencoders only: mean squared error per image, normalized space);
 //! - `recon_local` N f32 (autoencoders only: the max of the `recon_pool`×`recon_pool`
 //!   average-pooled per-pixel squared error);
+//! - `maps` N×C×h×w f32 (with `embed --maps` only: the model's `features` output, or the
+//!   recorded channel subset of it; one chunk per image, deflate-compressed);
 //!
 //! and file attributes `model_path`, `model_sha256`, `model_kind`, `precision`,
 //! `preprocess` (JSON), `classes` (JSON), `embedding_dim`, `defectkit_version`, and — in files
 //! from this version on — `split` (JSON: the `val_fraction` and `split_seed` the data set was
-//! split with, the model's training run's values, and `recon_pool`).
+//! split with, the model's training run's values, and `recon_pool`) and, with `--maps`,
+//! `maps` (JSON [`MapProvenance`]: the map's shape and stride, which of the model's feature
+//! channels were kept, and the seed that chose them).
 //! Files are written to a temporary sibling and renamed, so a reader never sees half a file.
 
 use std::collections::BTreeMap;
@@ -74,10 +80,16 @@ pub struct SplitRecords {
     pub defect_type: Vec<String>,
     /// Image path as scanned.
     pub path: Vec<String>,
+    /// Ground-truth mask path per image (`""` = none); empty for files that did not store
+    /// masks.
+    pub mask: Vec<String>,
     /// Per-image reconstruction error (autoencoders only).
     pub recon_error: Option<Vec<f32>>,
     /// Per-image local reconstruction error (autoencoders only).
     pub recon_local: Option<Vec<f32>>,
+    /// Row-major N×C×h×w feature maps (`embed --maps` only; shape in
+    /// [`StoreAttributes::maps`]).
+    pub maps: Option<Vec<f32>>,
 }
 
 impl SplitRecords {
@@ -132,6 +144,12 @@ impl SplitRecords {
                 return Err(bad(format!("{name} has {len} rows, label has {n}")));
             }
         }
+        if !self.mask.is_empty() && self.mask.len() != n {
+            return Err(bad(format!(
+                "mask has {} rows, label has {n}",
+                self.mask.len()
+            )));
+        }
         for (name, values) in [
             ("recon_error", &self.recon_error),
             ("recon_local", &self.recon_local),
@@ -143,6 +161,38 @@ impl SplitRecords {
             }
         }
         Ok(())
+    }
+
+    /// Checks `maps` against the file's map shape (`None` = the file has no maps).
+    fn validate_maps(&self, split: &str, maps: Option<&MapProvenance>) -> Result<(), StoreError> {
+        let bad = |reason: String| StoreError::Records {
+            split: split.to_string(),
+            reason,
+        };
+        match (&self.maps, maps) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(bad("maps given but the file records no map shape".into())),
+            (None, Some(_)) => Err(bad("the file records maps but this split has none".into())),
+            (Some(v), Some(m)) => {
+                if v.len() != self.len() * m.per_image() {
+                    return Err(bad(format!(
+                        "{} map values for {} images of {:?}",
+                        v.len(),
+                        self.len(),
+                        m.shape()
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The maps as an N×C×h×w array view (None without maps).
+    pub fn maps_view(&self, shape: [usize; 3]) -> Option<ndarray::ArrayView4<'_, f32>> {
+        let [c, h, w] = shape;
+        self.maps.as_ref().map(|v| {
+            ndarray::ArrayView4::from_shape((self.len(), c, h, w), v).expect("validated on read")
+        })
     }
 }
 
@@ -168,6 +218,39 @@ pub struct StoreAttributes {
     /// How the data set was split and what the model was trained with (None in files
     /// written before it was recorded).
     pub split: Option<SplitProvenance>,
+    /// The feature maps' shape and channel selection (None without `embed --maps`).
+    pub maps: Option<MapProvenance>,
+}
+
+/// What the `maps` datasets hold: `[C, h, w]` per image, taken from the model's `features`
+/// output (`source_channels` channels at `stride` input pixels per cell), keeping the
+/// channels `channels` (all of them, or a random subset chosen with `seed`, as PaDiM does).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MapProvenance {
+    /// The kept channel indices into the model's `features` output, ascending.
+    pub channels: Vec<usize>,
+    /// Channels of the model's `features` output.
+    pub source_channels: usize,
+    /// Rows of a map.
+    pub height: usize,
+    /// Columns of a map.
+    pub width: usize,
+    /// Input pixels per map cell.
+    pub stride: usize,
+    /// Seed of the random channel subset (None = every channel kept).
+    pub seed: Option<u64>,
+}
+
+impl MapProvenance {
+    /// Values per image (C·h·w).
+    pub fn per_image(&self) -> usize {
+        self.channels.len() * self.height * self.width
+    }
+
+    /// The `[C, h, w]` of one image's map.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels.len(), self.height, self.width]
+    }
 }
 
 /// The data split an embeddings file was made with, next to the model's training run's: a
@@ -224,6 +307,7 @@ impl EmbeddingStore {
     pub fn write(&self, path: &Path) -> Result<(), StoreError> {
         for (name, records) in &self.splits {
             records.validate(name)?;
+            records.validate_maps(name, self.attributes.maps.as_ref())?;
             if records.dim != self.attributes.embedding_dim {
                 return Err(StoreError::Records {
                     split: name.clone(),
@@ -281,6 +365,13 @@ impl EmbeddingStore {
                 .and_then(|attr| attr.write_scalar(&vlu(&json)))
                 .map_err(h5)?;
         }
+        if let Some(maps) = &a.maps {
+            let json = serde_json::to_string(maps).expect("provenance serializes");
+            file.new_attr::<VarLenUnicode>()
+                .create("maps")
+                .and_then(|attr| attr.write_scalar(&vlu(&json)))
+                .map_err(h5)?;
+        }
         file.new_attr::<u64>()
             .create("embedding_dim")
             .and_then(|attr| attr.write_scalar(&(a.embedding_dim as u64)))
@@ -310,7 +401,11 @@ impl EmbeddingStore {
                 ("class", &r.class),
                 ("defect_type", &r.defect_type),
                 ("path", &r.path),
+                ("mask", &r.mask),
             ] {
+                if key == "mask" && values.is_empty() && n > 0 {
+                    continue;
+                }
                 let strings: Array1<VarLenUnicode> = values.iter().map(|s| vlu(s)).collect();
                 group
                     .new_dataset_builder()
@@ -328,6 +423,21 @@ impl EmbeddingStore {
                         .with_data(&Array1::from(values.clone()))
                         .create(key)
                         .map_err(h5)?;
+                }
+            }
+            if let (Some(values), Some(m)) = (&r.maps, &a.maps) {
+                let [c, h, w] = m.shape();
+                let view =
+                    ndarray::ArrayView4::from_shape((n, c, h, w), values).expect("validated above");
+                let builder = group.new_dataset_builder().with_data(&view);
+                if n > 0 && m.per_image() > 0 {
+                    builder
+                        .chunk((1, c, h, w))
+                        .deflate(1)
+                        .create("maps")
+                        .map_err(h5)?;
+                } else {
+                    builder.create("maps").map_err(h5)?;
                 }
             }
         }
@@ -383,6 +493,16 @@ impl EmbeddingStore {
                 }
                 Err(_) => None,
             },
+            maps: match file.attr("maps") {
+                Ok(attr) => {
+                    let v: VarLenUnicode = attr.read_scalar().map_err(h5)?;
+                    Some(
+                        serde_json::from_str(v.as_str())
+                            .map_err(|e| schema(format!("attribute \"maps\": {e}")))?,
+                    )
+                }
+                Err(_) => None,
+            },
         };
         let mut splits = BTreeMap::new();
         for name in file.member_names().map_err(h5)? {
@@ -410,6 +530,26 @@ impl EmbeddingStore {
             };
             let recon_error = optional("recon_error")?;
             let recon_local = optional("recon_local")?;
+            let maps = match (group.dataset("maps"), &attributes.maps) {
+                (Ok(ds), Some(m)) => {
+                    let values = ds.read::<f32, ndarray::Ix4>().map_err(h5)?;
+                    let [c, h, w] = m.shape();
+                    if values.dim() != (n, c, h, w) {
+                        return Err(schema(format!(
+                            "split {name:?}: maps are {:?}, the file's maps attribute says \
+                             {n}×{c}×{h}×{w}",
+                            values.dim()
+                        )));
+                    }
+                    Some(values.iter().copied().collect())
+                }
+                (Ok(_), None) => {
+                    return Err(schema(format!(
+                        "split {name:?} has maps but the file has no \"maps\" attribute"
+                    )))
+                }
+                (Err(_), _) => None,
+            };
             let records = SplitRecords {
                 embeddings: emb.iter().copied().collect(),
                 dim: if n == 0 { embedding_dim } else { dim },
@@ -417,10 +557,18 @@ impl EmbeddingStore {
                 class: strings("class")?,
                 defect_type: strings("defect_type")?,
                 path: strings("path")?,
+                mask: match group.dataset("mask") {
+                    Ok(_) => strings("mask")?,
+                    Err(_) => Vec::new(),
+                },
                 recon_error,
                 recon_local,
+                maps,
             };
             records.validate(&name).map_err(|e| schema(e.to_string()))?;
+            records
+                .validate_maps(&name, attributes.maps.as_ref())
+                .map_err(|e| schema(e.to_string()))?;
             splits.insert(name, records);
         }
         Ok(Self { attributes, splits })

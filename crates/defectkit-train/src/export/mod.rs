@@ -3,9 +3,10 @@
 //!
 //! burn-onnx traces the Burn model at a static batch of 1 (opset 18). The graph is then
 //! edited as a ModelProto: input and outputs get their documented names (`input`;
-//! `logits` or `reconstruction`, then `embedding`), per-sample Reshapes copy the batch
-//! axis instead of fixing it, axis 0 becomes the symbolic `batch`, and defectkit's
-//! [`ModelMetadata`] goes into `metadata_props`. The same batch-1 route serves every model:
+//! `logits` or `reconstruction`, then `embedding`, then `features`, the patch-level map of
+//! [`FeatureLayout`]), per-sample Reshapes copy the batch axis instead of fixing it, axis 0
+//! becomes the symbolic `batch`, and defectkit's [`ModelMetadata`] (with the `features`
+//! map's [`FeatureMapSpec`]) goes into `metadata_props`. The same batch-1 route serves every model:
 //! burn-onnx's own dynamic export cannot resolve the U-Net's latent reshape.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use burn_onnx::export::OnnxExporter;
 
 use defectkit_core::config::schema::Config;
 use defectkit_core::onnx::{
-    self as onnxfile, DataSplit, ModelKind, ModelMetadata, ModelProto, OnnxError, Precision,
+    self as onnxfile, DataSplit, FeatureMapSpec, FeatureSource, ModelKind, ModelMetadata,
+    ModelProto, OnnxError, Precision,
 };
 use defectkit_core::run::{checkpoint_dir, RunSummary};
 
@@ -88,17 +90,69 @@ pub struct LoadedRun {
     pub run_id: String,
 }
 
-/// A network that can be exported: its forward pass as flat outputs (for the parity check)
-/// and its trace through burn-onnx. Each model implements it in its folder.
+/// A network that can be exported: its forward pass as flat outputs (for the parity check),
+/// what its `features` output is made of, and its trace through burn-onnx. Each model
+/// implements it in its folder.
 pub trait ExportableNetwork: std::fmt::Debug {
-    /// Forward pass in eval mode: (primary output, embedding), flattened.
-    fn forward_flat(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>);
-    /// Traces an eval-mode copy at `sample`'s shape: outputs (primary, embedding).
+    /// Forward pass in eval mode: primary output, embedding and patch features, flattened.
+    fn forward_flat(&self, images: Tensor<4>) -> FlatOutputs;
+    /// The layers and stride of the `features` output.
+    fn feature_layout(&self) -> FeatureLayout;
+    /// Traces an eval-mode copy at `sample`'s shape: outputs (primary, embedding, features).
     fn trace(
         &self,
         exporter: &OnnxExporter,
         sample: Tensor<4>,
     ) -> Result<burn_onnx::export::OnnxModel, burn_onnx::export::ExportError>;
+}
+
+/// What a network's `features` output is made of (PaDiM/PatchCore-style patch features):
+/// the stride of its map and the layers concatenated, recorded in the exported model's
+/// [`FeatureMapSpec`] together with the map's traced size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureLayout {
+    /// Input pixels per map cell along each axis.
+    pub stride: usize,
+    /// The layers, in channel order.
+    pub sources: Vec<FeatureSource>,
+}
+
+impl FeatureLayout {
+    /// Channels of the map (the sum over `sources`).
+    pub fn channels(&self) -> usize {
+        self.sources.iter().map(|s| s.channels).sum()
+    }
+}
+
+/// One forward pass's outputs, flattened in `[batch, …]` row-major order (what
+/// [`ExportableNetwork::forward_flat`] returns and the parity check compares).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatOutputs {
+    /// The primary output (`logits` or `reconstruction`).
+    pub primary: Vec<f32>,
+    /// `embedding`, `[batch, embedding_dim]`.
+    pub embedding: Vec<f32>,
+    /// `features`, `[batch, channels, height, width]`.
+    pub features: Vec<f32>,
+    /// Shape of `features`.
+    pub features_shape: [usize; 4],
+}
+
+impl FlatOutputs {
+    /// Flattens the three output tensors of one forward pass.
+    pub fn new<const D: usize>(
+        primary: Tensor<D>,
+        embedding: Tensor<2>,
+        features: Tensor<4>,
+    ) -> Self {
+        let features_shape = features.dims();
+        Self {
+            primary: tensor_values(primary),
+            embedding: tensor_values(embedding),
+            features: tensor_values(features),
+            features_shape,
+        }
+    }
 }
 
 /// A tensor's values as `f32`s (the flat form [`ExportableNetwork::forward_flat`] returns).
@@ -130,9 +184,21 @@ impl Network {
         self.kind
     }
 
-    /// Burn forward pass: (primary output flattened, embedding flattened).
+    /// Burn forward pass: (primary output flattened, embedding flattened). The patch
+    /// features are computed too and dropped; [`Network::outputs`] returns them.
     pub fn forward(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>) {
+        let out = self.outputs(images);
+        (out.primary, out.embedding)
+    }
+
+    /// Burn forward pass: all three outputs, flattened.
+    pub fn outputs(&self, images: Tensor<4>) -> FlatOutputs {
         self.model.forward_flat(images)
+    }
+
+    /// The layers and stride of the `features` output.
+    pub fn feature_layout(&self) -> FeatureLayout {
+        self.model.feature_layout()
     }
 
     /// Traces the network at batch 1 and returns the raw burn-onnx ModelProto bytes.
@@ -147,13 +213,48 @@ impl Network {
 
     /// Length of the embedding output.
     pub fn embedding_dim(&self, side: usize, device: &Device) -> usize {
-        let x = Tensor::<4>::zeros([1, 3, side, side], device);
-        self.forward(x).1.len()
+        self.probe(side, device).embedding.len()
+    }
+
+    /// The outputs of one all-zero image of `side` pixels (their shapes are what matter).
+    fn probe(&self, side: usize, device: &Device) -> FlatOutputs {
+        self.outputs(Tensor::<4>::zeros([1, 3, side, side], device))
+    }
+
+    /// The `features` output's metadata for `side`-pixel inputs, from a probe forward pass
+    /// (`probe`, batch 1) checked against [`Network::feature_layout`].
+    fn feature_spec(
+        &self,
+        probe: &FlatOutputs,
+        side: usize,
+    ) -> Result<FeatureMapSpec, ExportError> {
+        let layout = self.feature_layout();
+        let [batch, channels, height, width] = probe.features_shape;
+        let cells = side.div_ceil(layout.stride);
+        if batch != 1 || channels != layout.channels() || [height, width] != [cells, cells] {
+            return Err(ExportError::Trace(format!(
+                "the features map is {:?} for a {side}-px input; its layout (stride {}, \
+                 channels {}) says [1, {}, {cells}, {cells}]",
+                probe.features_shape,
+                layout.stride,
+                layout.channels(),
+                layout.channels()
+            )));
+        }
+        Ok(FeatureMapSpec {
+            channels,
+            height,
+            width,
+            stride: layout.stride,
+            sources: layout.sources,
+        })
     }
 }
 
-/// Exports `network` to a finished ModelProto: documented names, symbolic batch, metadata.
-/// `metadata.outputs`, `opset` and `embedding_dim` are filled in here.
+/// Exports `network` to a finished ModelProto: documented names (`input` → primary,
+/// `embedding`, `features`), symbolic batch, metadata. `metadata.outputs`, `opset`,
+/// `embedding_dim` and `features` are filled in here, from a probe forward pass at the
+/// input side (checked against the traced graph's output shapes).
 pub fn export_network(
     network: &Network,
     mut metadata: ModelMetadata,
@@ -165,34 +266,79 @@ pub fn export_network(
 
     let inputs = onnxfile::input_names(&model);
     let outputs = onnxfile::output_names(&model);
-    if inputs.len() != 1 || outputs.len() != 2 {
+    if inputs.len() != 1 || outputs.len() != 3 {
         return Err(ExportError::Trace(format!(
-            "expected 1 input and 2 outputs, got {inputs:?} → {outputs:?}"
+            "expected 1 input and 3 outputs (primary, embedding, features), got {inputs:?} → \
+             {outputs:?}"
         )));
     }
     let primary = network.kind().primary_output();
     onnxfile::rename_value(&mut model, &inputs[0], "input")?;
     onnxfile::rename_value(&mut model, &outputs[0], primary)?;
     onnxfile::rename_value(&mut model, &outputs[1], "embedding")?;
+    onnxfile::rename_value(&mut model, &outputs[2], "features")?;
     onnxfile::batch_reshapes_to_copy(&mut model, TRACE_BATCH as i64)?;
     onnxfile::set_symbolic_batch(&mut model, "batch")?;
 
-    metadata.outputs = vec![primary.to_string(), "embedding".to_string()];
+    let probe = network.probe(side, device);
+    let features = network.feature_spec(&probe, side)?;
+    check_traced_features(&model, &features)?;
+    metadata.outputs = vec![
+        primary.to_string(),
+        "embedding".to_string(),
+        "features".to_string(),
+    ];
     metadata.opset = onnxfile::opset_version(&model).unwrap_or_default();
-    metadata.embedding_dim = network.embedding_dim(side, device);
+    metadata.embedding_dim = probe.embedding.len();
     model.producer_name = "defectkit".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
+    let sources: Vec<String> = features
+        .sources
+        .iter()
+        .map(|s| format!("{} ({} ch, {})", s.layer, s.channels, s.resample))
+        .collect();
     model.doc_string = format!(
         "defectkit {} model; input `input` [batch, 3, {side}, {side}] preprocessed as in the \
-         `{}` metadata; outputs {primary}, embedding [batch, {}]",
+         `{}` metadata; outputs {primary}, embedding [batch, {}], features [batch, {}, {}, {}] \
+         (patch features at stride {}: {}, concatenated along channels)",
         network.kind().as_str(),
         onnxfile::METADATA_KEY,
-        metadata.embedding_dim
+        metadata.embedding_dim,
+        features.channels,
+        features.height,
+        features.width,
+        features.stride,
+        sources.join(" + ")
     );
+    metadata.features = Some(features);
     onnxfile::set_metadata_prop(&mut model, onnxfile::METADATA_KEY, &metadata.to_json());
     onnxfile::set_metadata_prop(&mut model, "model_kind", network.kind().as_str());
     onnxfile::set_metadata_prop(&mut model, "classes", &metadata.classes.join(","));
     Ok((model, metadata))
+}
+
+/// The traced graph's `features` output must be `[batch, channels, height, width]` as the
+/// probe forward pass measured (when burn-onnx recorded its dims).
+fn check_traced_features(model: &ModelProto, spec: &FeatureMapSpec) -> Result<(), ExportError> {
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| ExportError::Trace("the traced model has no graph".into()))?;
+    let Some(output) = graph.output.iter().find(|v| v.name == "features") else {
+        return Err(ExportError::Trace(
+            "the traced graph has no `features` output".into(),
+        ));
+    };
+    let dims = onnxfile::value_dims(output);
+    let want = [spec.channels, spec.height, spec.width].map(|d| Some(d as i64));
+    if !dims.is_empty() && (dims.len() != 4 || dims[0].is_some() || dims[1..] != want) {
+        return Err(ExportError::Trace(format!(
+            "the traced `features` output has dims {dims:?}; the Burn forward pass gives \
+             [batch, {}, {}, {}]",
+            spec.channels, spec.height, spec.width
+        )));
+    }
+    Ok(())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -374,6 +520,7 @@ pub fn export_run(
             val_fraction: run.config.data.val_fraction,
             split_seed: run.config.data.split_seed,
         }),
+        features: None,
     };
     let (model, metadata) = export_network(&run.network, metadata, device)?;
     let onnx = out_dir.join("model.onnx");
@@ -394,20 +541,20 @@ pub fn export_run(
     })
 }
 
-/// Burn's (primary output, embedding) on the export policy's seeded probe inputs
+/// Burn's outputs (primary, embedding, features) on the export policy's seeded probe inputs
 /// ([`defectkit_core::onnx::parity::probe_input`]): the reference an exported file is checked
 /// against (the CLI runs the same inputs through ONNX Runtime and compares with
-/// [`defectkit_core::onnx::Parity`]). Returns the inputs too.
+/// [`defectkit_core::onnx::Parity`]). Returns the inputs (flat `[batch, C, H, W]`) too.
 pub fn reference_outputs(
     network: &Network,
     input_shape: [usize; 3],
     batch: usize,
     seed: u64,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> (Vec<f32>, FlatOutputs) {
     let input = defectkit_core::onnx::parity::probe_input(input_shape, batch, seed);
     let [c, h, w] = input_shape;
     let device = Device::flex();
     let tensor = Tensor::<4>::from_data(TensorData::new(input.clone(), [batch, c, h, w]), &device);
-    let (primary, embedding) = network.forward(tensor);
-    (input, primary, embedding)
+    let outputs = network.outputs(tensor);
+    (input, outputs)
 }

@@ -16,8 +16,8 @@ use defectkit_core::config::schema::{CnnConfig, HeadConfig};
 use defectkit_core::onnx::ModelKind;
 
 use crate::export::{
-    load_checkpoint, tensor_values, ExportError, ExportTarget, ExportableNetwork, Network,
-    RunContext,
+    load_checkpoint, ExportError, ExportTarget, ExportableNetwork, FeatureLayout, FlatOutputs,
+    Network, RunContext,
 };
 use crate::models::blocks::{global_avg_pool, Stem, StemConfig};
 use crate::models::flops;
@@ -91,7 +91,21 @@ pub struct Classifier {
 impl Classifier {
     /// `[B, C, H, W]` (ImageNet-normalized) → logits, embedding and conv3_x map.
     pub fn forward(&self, images: Tensor<4>) -> ClassifierOutput {
-        let features = self.stem.forward(images);
+        self.head(self.stem.forward(images))
+    }
+
+    /// [`Classifier::forward`] plus the patch features of the exported `features` output:
+    /// conv2_x average-pooled 2×2 concatenated with conv3_x, `[B, 3 * width, H / 8, W / 8]`
+    /// ([`crate::models::blocks::patch_features`]). Only export and its parity check use it;
+    /// training calls [`Classifier::forward`], which does not compute them.
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (ClassifierOutput, Tensor<4>) {
+        let maps = self.stem.forward_maps(images);
+        let output = self.head(maps.conv3.clone());
+        (output, maps.patch_features())
+    }
+
+    /// Pooling and head over the conv3_x map.
+    fn head(&self, features: Tensor<4>) -> ClassifierOutput {
         let embedding = global_avg_pool(features.clone());
         let mut x = embedding.clone();
         if let Some(hidden) = &self.hidden {
@@ -193,9 +207,13 @@ pub fn load_classifier(
 }
 
 impl ExportableNetwork for Classifier {
-    fn forward_flat(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>) {
-        let o = self.forward(images);
-        (tensor_values(o.logits), tensor_values(o.embedding))
+    fn forward_flat(&self, images: Tensor<4>) -> FlatOutputs {
+        let (o, patches) = self.forward_with_patches(images);
+        FlatOutputs::new(o.logits, o.embedding, patches)
+    }
+
+    fn feature_layout(&self) -> FeatureLayout {
+        self.stem.feature_layout()
     }
 
     fn trace(
@@ -206,8 +224,8 @@ impl ExportableNetwork for Classifier {
         // Export a `valid()` copy: the exporter moves the module to its capture device and
         // BatchNorm running stats are shared between clones.
         exporter.export(&self.valid(), sample, |m: &Classifier, x: Tensor<4>| {
-            let o = m.forward(x);
-            (o.logits, o.embedding)
+            let (o, patches) = m.forward_with_patches(x);
+            (o.logits, o.embedding, patches)
         })
     }
 }

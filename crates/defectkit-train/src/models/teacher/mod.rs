@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
-use crate::export::{tensor_values, ExportableNetwork};
+use crate::export::{ExportableNetwork, FeatureLayout, FlatOutputs};
 use crate::models::blocks::{
     forward_layer, global_avg_pool, make_layer, BasicBlock, Stem, StemConfig,
 };
@@ -74,7 +74,20 @@ pub struct ResNet18 {
 impl ResNet18 {
     /// `[B, 3, H, W]` (ImageNet-normalized) → logits, pooled layer4 embedding, layer2 map.
     pub fn forward(&self, images: Tensor<4>) -> TeacherOutput {
-        let features = self.stem.forward(images);
+        self.after_conv3(self.stem.forward(images))
+    }
+
+    /// [`ResNet18::forward`] plus the patch features of the exported `features` output:
+    /// `layer1` average-pooled 2×2 concatenated with `layer2`, `[B, 192, H / 8, W / 8]`
+    /// ([`crate::models::blocks::patch_features`]). Only export and its parity check use it.
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (TeacherOutput, Tensor<4>) {
+        let maps = self.stem.forward_maps(images);
+        let output = self.after_conv3(maps.conv3.clone());
+        (output, maps.patch_features())
+    }
+
+    /// layer3, layer4, pooling and `fc` over the conv3_x (`layer2`) map.
+    fn after_conv3(&self, features: Tensor<4>) -> TeacherOutput {
         let x = forward_layer(&self.layer3, features.clone());
         let x = forward_layer(&self.layer4, x);
         let embedding = global_avg_pool(x);
@@ -129,9 +142,13 @@ pub fn flops_per_image(num_classes: usize, side: usize) -> u64 {
 }
 
 impl ExportableNetwork for ResNet18 {
-    fn forward_flat(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>) {
-        let o = self.forward(images);
-        (tensor_values(o.logits), tensor_values(o.embedding))
+    fn forward_flat(&self, images: Tensor<4>) -> FlatOutputs {
+        let (o, patches) = self.forward_with_patches(images);
+        FlatOutputs::new(o.logits, o.embedding, patches)
+    }
+
+    fn feature_layout(&self) -> FeatureLayout {
+        self.stem.feature_layout()
     }
 
     fn trace(
@@ -140,8 +157,8 @@ impl ExportableNetwork for ResNet18 {
         sample: Tensor<4>,
     ) -> Result<burn_onnx::export::OnnxModel, burn_onnx::export::ExportError> {
         exporter.export(&self.valid(), sample, |m: &ResNet18, x: Tensor<4>| {
-            let o = m.forward(x);
-            (o.logits, o.embedding)
+            let (o, patches) = m.forward_with_patches(x);
+            (o.logits, o.embedding, patches)
         })
     }
 }

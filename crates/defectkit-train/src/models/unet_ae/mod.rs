@@ -35,13 +35,14 @@ use defectkit_core::config::schema::UnetConfig;
 use defectkit_core::onnx::ModelKind;
 
 use crate::export::{
-    load_checkpoint, tensor_values, ExportError, ExportTarget, ExportableNetwork, Network,
-    RunContext,
+    load_checkpoint, ExportError, ExportTarget, ExportableNetwork, FeatureLayout, FlatOutputs,
+    Network, RunContext,
 };
-use crate::models::blocks::{conv3x3, global_avg_pool};
+use crate::models::blocks::{conv3x3, global_avg_pool, patch_features, AVG_POOL_2X2};
 use crate::models::flops::conv;
 use crate::models::ModelEntry;
 use crate::train::{JobContext, TaskSetup, TrainError};
+use defectkit_core::onnx::FeatureSource;
 
 /// How the decoder resizes feature maps by ×2.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -198,6 +199,12 @@ impl ConvBlock {
         let x = relu(self.bn1.forward(self.conv1.forward(input)));
         relu(self.bn2.forward(self.conv2.forward(x)))
     }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        let [channels] = self.bn2.gamma.shape().dims();
+        channels
+    }
 }
 
 /// Decoder level: ×2 resize + conv3×3-BN-ReLU, optional skip concatenation, [`ConvBlock`].
@@ -294,15 +301,66 @@ pub struct UNet {
 impl UNet {
     /// `[B, C, S, S]` with `S` = the configured `image_size` → reconstruction and `z`.
     pub fn forward(&self, images: Tensor<4>) -> UNetOutput {
-        let mut skips = Vec::with_capacity(self.encoder.len());
+        self.forward_inner(images, false).0
+    }
+
+    /// [`UNet::forward`] plus the patch features of the exported `features` output: the
+    /// last two encoder levels' block outputs (before their max pool), level `depth − 2`
+    /// average-pooled 2×2 and concatenated with level `depth − 1`,
+    /// `[B, 3 · base_width · 2^(depth−2), S / 2^(depth−1), S / 2^(depth−1)]`; with depth 1,
+    /// level 0's output alone ([`UNet::feature_layout`] names them). Only export and its
+    /// parity check use it; training calls [`UNet::forward`], which does not compute them.
+    pub fn forward_with_patches(&self, images: Tensor<4>) -> (UNetOutput, Tensor<4>) {
+        let (output, patches) = self.forward_inner(images, true);
+        (output, patches.expect("patch features were requested"))
+    }
+
+    /// The encoder levels the `features` output is made of, in channel order: the last
+    /// two (`encoder.{depth−2}` pooled 2×2, `encoder.{depth−1}`), or `encoder.0` alone for
+    /// depth 1, at stride `2^(depth−1)`.
+    pub fn feature_layout(&self) -> FeatureLayout {
+        let depth = self.encoder.len();
+        let first = depth.saturating_sub(2);
+        let sources = (first..depth)
+            .map(|i| FeatureSource {
+                layer: format!("encoder.{i}"),
+                channels: self.encoder[i].out_channels(),
+                resample: if i + 1 < depth {
+                    AVG_POOL_2X2.into()
+                } else {
+                    "none".into()
+                },
+            })
+            .collect();
+        FeatureLayout {
+            stride: 1 << (depth - 1),
+            sources,
+        }
+    }
+
+    /// The forward pass; with `patches`, also the patch features.
+    fn forward_inner(&self, images: Tensor<4>, patches: bool) -> (UNetOutput, Option<Tensor<4>>) {
+        let depth = self.encoder.len();
+        let mut skips = Vec::with_capacity(depth);
+        let mut levels = Vec::with_capacity(2);
         let mut x = images;
-        for block in &self.encoder {
+        for (i, block) in self.encoder.iter().enumerate() {
             let features = block.forward(x);
             x = self.pool.forward(features.clone());
+            if patches && i + 2 >= depth {
+                levels.push(features.clone());
+            }
             if self.skip_connections {
                 skips.push(features);
             }
         }
+        let patch_map = patches.then(|| {
+            let coarse = levels.pop().expect("the encoder has at least one level");
+            match levels.pop() {
+                Some(fine) => patch_features(fine, coarse),
+                None => coarse,
+            }
+        });
         let x = self.bottleneck.forward(x);
         let pooled = match self.latent_pooling {
             LatentPooling::Flatten => x.flatten(1, 3),
@@ -321,10 +379,11 @@ impl UNet {
             OutputActivation::Identity => x,
             OutputActivation::Sigmoid => sigmoid(x),
         };
-        UNetOutput {
+        let output = UNetOutput {
             reconstruction,
             embedding,
-        }
+        };
+        (output, patch_map)
     }
 }
 
@@ -438,9 +497,13 @@ impl ModelEntry for UnetAe {
 }
 
 impl ExportableNetwork for UNet {
-    fn forward_flat(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>) {
-        let o = self.forward(images);
-        (tensor_values(o.reconstruction), tensor_values(o.embedding))
+    fn forward_flat(&self, images: Tensor<4>) -> FlatOutputs {
+        let (o, patches) = self.forward_with_patches(images);
+        FlatOutputs::new(o.reconstruction, o.embedding, patches)
+    }
+
+    fn feature_layout(&self) -> FeatureLayout {
+        UNet::feature_layout(self)
     }
 
     fn trace(
@@ -449,8 +512,54 @@ impl ExportableNetwork for UNet {
         sample: Tensor<4>,
     ) -> Result<burn_onnx::export::OnnxModel, burn_onnx::export::ExportError> {
         exporter.export(&self.valid(), sample, |m: &UNet, x: Tensor<4>| {
-            let o = m.forward(x);
-            (o.reconstruction, o.embedding)
+            let (o, patches) = m.forward_with_patches(x);
+            (o.reconstruction, o.embedding, patches)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_features_are_the_last_two_encoder_levels() {
+        let device = Device::flex();
+        let x = Tensor::<4>::random(
+            [2, 3, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for depth in 1..=4 {
+            let net = UNetConfig::new(32)
+                .with_depth(depth)
+                .with_base_width(4)
+                .with_latent_dim(8)
+                .init(&device);
+            let layout = net.feature_layout();
+            let (out, patches) = net.forward_with_patches(x.clone());
+            let stride = 1usize << (depth - 1);
+            let channels = if depth == 1 {
+                4
+            } else {
+                3 * (4 << (depth - 2))
+            };
+            assert_eq!(layout.stride, stride, "depth {depth}");
+            assert_eq!(layout.channels(), channels, "depth {depth}");
+            assert_eq!(
+                layout.sources.last().unwrap().layer,
+                format!("encoder.{}", depth - 1)
+            );
+            assert_eq!(
+                patches.dims(),
+                [2, channels, 32 / stride, 32 / stride],
+                "depth {depth}"
+            );
+            let plain = net.forward(x.clone());
+            assert_eq!(
+                crate::export::tensor_values(out.embedding),
+                crate::export::tensor_values(plain.embedding)
+            );
+        }
     }
 }
