@@ -810,3 +810,131 @@ fn an_interrupted_score_leaves_no_file() {
         "no run was interrupted; the test proved nothing"
     );
 }
+
+#[test]
+fn patch_detection_on_the_cli_embed_maps_detect_padim_and_score_maps() {
+    let _guard = common::one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = common::repo_root();
+    let t = TinyModel::classifier(ModelKind::CnnScratch, SIDE, &CLASSES, 4).with_features(4);
+    std::fs::create_dir_all(tmp.path().join("p")).unwrap();
+    let model = tmp.path().join("p/model.onnx");
+    onnxfile::write_model(&model, &t.model).unwrap();
+    let h5 = tmp.path().join("p/embeddings.h5");
+    let root = format!("data.root={}", dataset().display());
+    // --map-channels needs --maps (a usage error, not a silent no-op).
+    let err = fails(
+        &cwd,
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            h5.to_str().unwrap(),
+            "--map-channels",
+            "2",
+            &root,
+        ],
+    );
+    assert!(err.contains("--maps"), "{err}");
+    let (stdout, _) = ok(
+        &cwd,
+        &[
+            "embed",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            h5.to_str().unwrap(),
+            "--maps",
+            &root,
+        ],
+    );
+    assert!(stdout.contains("feature maps: 3×8×8 per image"), "{stdout}");
+
+    let out = tmp.path().join("padim");
+    let (stdout, _) = ok(
+        &cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "detector=padim",
+            "detector.sigma=1",
+        ],
+    );
+    assert!(stdout.contains("mean pixel AUROC"), "{stdout}");
+    assert!(stdout.contains("statistics:"), "{stdout}");
+    for class in CLASSES {
+        assert!(out.join("overlays").join(format!("{class}.png")).is_file());
+    }
+    // --bundle cannot express a patch detector: refused, naming score instead.
+    let err = fails(
+        &cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "--out",
+            tmp.path().join("b").to_str().unwrap(),
+            "detector=padim",
+            "--bundle",
+        ],
+    );
+    assert!(err.contains("cannot be bundled"), "{err}");
+
+    let maps = tmp.path().join("heat");
+    let csv = tmp.path().join("scores.csv");
+    let test = dataset().join("bottle/test");
+    ok(
+        &cwd,
+        &[
+            "score",
+            test.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--detector",
+            out.join("detector.json").to_str().unwrap(),
+            "--class",
+            "bottle",
+            "--maps",
+            maps.to_str().unwrap(),
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(defectkit::score::CSV_HEADER_WITH_MAPS));
+    let rows: Vec<&str> = lines.collect();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let map = row.rsplit(',').next().unwrap();
+        assert!(Path::new(map).is_file(), "{row}");
+    }
+    // --maps with an image-level detector is refused: it draws no maps.
+    let maha = tmp.path().join("maha");
+    ok(
+        &cwd,
+        &[
+            "detect",
+            h5.to_str().unwrap(),
+            "--out",
+            maha.to_str().unwrap(),
+        ],
+    );
+    let err = fails(
+        &cwd,
+        &[
+            "score",
+            test.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--detector",
+            maha.join("detector.json").to_str().unwrap(),
+            "--maps",
+            tmp.path().join("heat2").to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("patch"), "{err}");
+    assert!(!tmp.path().join("heat2").exists());
+}

@@ -101,6 +101,20 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
                 report.seconds,
                 report.out.display()
             );
+            if let Some(m) = &report.maps {
+                let images: usize = report.counts.iter().map(|(_, n)| n).sum();
+                outln!(
+                    "  feature maps: {}×{}×{} per image (stride {}; {} of the model's {} channels{}), {:.1} MiB in all",
+                    m.channels.len(),
+                    m.height,
+                    m.width,
+                    m.stride,
+                    m.channels.len(),
+                    m.source_channels,
+                    m.seed.map_or(String::new(), |s| format!(", chosen with seed {s}")),
+                    (images * m.per_image() * 4) as f64 / 1048576.0
+                );
+            }
             if !report.skipped.is_empty() {
                 eprintln!(
                     "warning: {} unreadable images skipped",

@@ -124,6 +124,8 @@ pub struct EmbedReport {
     pub seconds: f64,
     /// The file written.
     pub out: PathBuf,
+    /// The feature maps stored (`--maps`).
+    pub maps: Option<MapProvenance>,
 }
 
 /// SHA-256 of a file, hex.
@@ -323,5 +325,6 @@ pub fn embed(
         skipped,
         seconds: started.elapsed().as_secs_f64(),
         out: opts.out.clone(),
+        maps,
     })
 }

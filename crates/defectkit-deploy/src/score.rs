@@ -697,13 +697,13 @@ pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, Sc
     let started = Instant::now();
     let detector = Detector::load(&opts.detector)?;
     let mut model = OnnxModel::load(&opts.model, &opts.runtime)?;
+    let scorer = Scorer::new(&mut model, detector, &opts.class, opts.maps_dir.clone())?;
     if let Some(dir) = &opts.maps_dir {
         std::fs::create_dir_all(dir).map_err(|source| ScoreError::Io {
             path: dir.clone(),
             source,
         })?;
     }
-    let scorer = Scorer::new(&mut model, detector, &opts.class, opts.maps_dir.clone())?;
     let mut files = collect_files(&opts.inputs)?;
     if let Some(shard) = opts.shard {
         files = files[shard.range(files.len())].to_vec();
