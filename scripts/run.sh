@@ -65,7 +65,7 @@ dk score data/synthetic/*/test --model exports/main/b/model.onnx \
   --detector exports/main/b/detect/mahalanobis/detector.json --out exports/main/b/scores.csv
 echo "== score with B's PaDiM detector, writing a heat map per image"
 dk score data/synthetic/bottle/test --model exports/main/b/model.onnx \
-  --detector exports/main/b/detect/padim/detector.json --maps exports/main/b/heatmaps \
+  --detector exports/main/b/detect/padim/detector.json --class bottle --maps exports/main/b/heatmaps \
   --out exports/main/b/scores_padim.csv
 # Outlier analysis on B's embeddings (the distilled model the experiment is about; "best" is
 # not picked from the comparison above, which is measured on test labels).
