@@ -65,6 +65,14 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
     if files.is_empty() {
         bail!("no embeddings file given (usage: defectkit detect EMBEDDINGS.h5 [overrides…])");
     }
+    if args.bundle && cfg.detector.method.is_patch() {
+        bail!(
+            "--bundle: the {} detector cannot be bundled into one ONNX graph (its statistics \
+             are per feature-map location); score with `defectkit score --detector \
+             detector.json` instead",
+            cfg.detector.method
+        );
+    }
     if args.compare && args.bundle {
         bail!("--bundle writes one detector's model; it does not combine with --compare");
     }

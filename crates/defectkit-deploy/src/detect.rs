@@ -164,6 +164,13 @@ pub fn fit_and_evaluate(
                     pixel.missing_masks
                 ));
             }
+            if let Some((_, why)) = pixel.unreadable_masks.first() {
+                warnings.push(format!(
+                    "{} ground-truth masks could not be read and are left out of the pixel \
+                     metrics (moved since `embed`?), e.g. {why}",
+                    pixel.unreadable_masks.len()
+                ));
+            }
             metrics.pixel = Some(pixel);
         }
     }
@@ -267,6 +274,7 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
         store.attributes.model_kind,
         opts.config.method.as_str()
     );
+    let mut overlays_skipped: Vec<String> = Vec::new();
     write_folder_atomically(&opts.out_dir, |dir| {
         eval.detector.save(dir)?;
         write_json(&dir.join("metrics.json"), &eval.metrics)?;
@@ -276,7 +284,8 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
             plot_roc(&dir.join("roc.png"), &title, &eval)?;
             plot_histograms(&dir.join("scores.png"), &title, &eval)?;
             if eval.maps.is_some() {
-                write_overlays(&dir.join("overlays"), &title, &eval, OVERLAYS_PER_DEFECT)?;
+                overlays_skipped =
+                    write_overlays(&dir.join("overlays"), &title, &eval, OVERLAYS_PER_DEFECT)?;
             }
         }
         if let Some(model) = &opts.bundle {
@@ -284,6 +293,13 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
         }
         Ok(())
     })?;
+    if let Some(first) = overlays_skipped.first() {
+        eval.warnings.push(format!(
+            "{} test images could not be read for the overlays and were left out (moved \
+             since `embed`?), e.g. {first}",
+            overlays_skipped.len()
+        ));
+    }
     Ok(DetectReport {
         out_dir: opts.out_dir.clone(),
         detector: eval.detector,
@@ -558,15 +574,17 @@ pub const OVERLAYS_PER_DEFECT: usize = 2;
 
 /// Writes `overlays/<class>.png`: per class, the first `per_defect` test images (by path) of
 /// each defect type and of the good ones, each as image | heat map | overlay with the mask
-/// contour, on one colour scale per class.
+/// contour, on one colour scale per class. Images (or masks) that cannot be read any more
+/// are left out; returns why, one entry each.
 fn write_overlays(
     dir: &Path,
     title: &str,
     eval: &Evaluation,
     per_defect: usize,
-) -> Result<(), AnomalyError> {
+) -> Result<Vec<String>, AnomalyError> {
+    let mut skipped = Vec::new();
     let (Some(maps), Some(spec)) = (&eval.maps, &eval.preprocess) else {
-        return Ok(());
+        return Ok(skipped);
     };
     std::fs::create_dir_all(dir).map_err(|e| plot_err(dir, e))?;
     let thresholds = eval.detector.thresholds();
@@ -587,14 +605,21 @@ fn write_overlays(
             for &i in picked.iter().take(per_defect) {
                 let img = &eval.test[i];
                 let path = Path::new(&eval.test_paths[i]);
-                let decoded = defectkit_core::data::image_io::load_rgb8(path).map_err(|e| {
-                    AnomalyError::File {
-                        path: path.to_path_buf(),
-                        reason: e.to_string(),
+                let decoded = match defectkit_core::data::image_io::load_rgb8(path) {
+                    Ok(img) => img,
+                    Err(e) => {
+                        skipped.push(e.to_string());
+                        continue;
                     }
-                })?;
+                };
                 let mask = match eval.test_masks.get(i).map(String::as_str) {
-                    Some(m) if !m.is_empty() => Some(prepare_mask(Path::new(m), spec)?),
+                    Some(m) if !m.is_empty() => match prepare_mask(Path::new(m), spec) {
+                        Ok(mask) => Some(mask),
+                        Err(e) => {
+                            skipped.push(e.to_string());
+                            continue;
+                        }
+                    },
                     _ => None,
                 };
                 let t = thresholds[&img.class];
@@ -617,11 +642,14 @@ fn write_overlays(
                 });
             }
         }
+        if rows.is_empty() {
+            continue;
+        }
         let file = dir.join(format!("{}.png", sanitize_file_name(class)));
         plot::overlay_grid(&file, &format!("{class} · {title}"), &rows)
             .map_err(|e| plot_err(&file, e))?;
     }
-    Ok(())
+    Ok(skipped)
 }
 
 /// A class name as a file name (path separators and odd characters replaced).

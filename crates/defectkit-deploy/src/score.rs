@@ -277,8 +277,8 @@ struct Scorer {
     nearest: bool,
     /// Patch detectors: the stored maps' provenance (which `features` channels to keep).
     maps: Option<MapProvenance>,
-    /// Where heat maps go (`--maps`).
-    maps_dir: Option<PathBuf>,
+    /// Where heat maps go (`--maps`): (the folder written now, the folder rows name).
+    maps_dir: Option<(PathBuf, PathBuf)>,
 }
 
 impl Scorer {
@@ -286,7 +286,7 @@ impl Scorer {
         model: &mut OnnxModel,
         detector: Detector,
         class: &ClassChoice,
-        maps_dir: Option<PathBuf>,
+        maps_dir: Option<(PathBuf, PathBuf)>,
     ) -> Result<Self, ScoreError> {
         let maps = if detector.file.method.is_patch() {
             let spec = model.request_features()?;
@@ -354,19 +354,29 @@ impl Scorer {
         })
     }
 
-    /// A heat-map file name for `path` inside the maps folder: the path's components joined
-    /// with `__` (so images of different folders never collide), `.png`.
-    fn map_file(&self, path: &Path) -> Option<PathBuf> {
-        let dir = self.maps_dir.as_ref()?;
-        let parts: Vec<String> = path
-            .with_extension("")
+    /// The heat-map file for `path`: (where it is written now, the name its row gives). The
+    /// name is the path's components joined with `__` (so images of different folders do not
+    /// collide), ending in `.png` (an image that is not a PNG keeps its extension before it:
+    /// `a.jpg` → `a.jpg.png`, so `a.png` and `a.jpg` get two files).
+    fn map_file(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        let (write_dir, final_dir) = self.maps_dir.as_ref()?;
+        let is_png = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        let stem = if is_png {
+            path.with_extension("")
+        } else {
+            path.to_path_buf()
+        };
+        let parts: Vec<String> = stem
             .components()
             .filter_map(|c| match c {
                 std::path::Component::Normal(p) => Some(p.to_string_lossy().into_owned()),
                 _ => None,
             })
             .collect();
-        Some(dir.join(format!("{}.png", parts.join("__"))))
+        let name = format!("{}.png", parts.join("__"));
+        Some((write_dir.join(&name), final_dir.join(name)))
     }
 
     /// The batch's outputs have the shapes the metadata and the detector promise.
@@ -527,7 +537,7 @@ impl Scorer {
                         let t = self.detector.file.classes[pos].threshold.value as f32;
                         let drawn = scorer.anomaly_maps(&o).transpose()?.unwrap_or_default();
                         for (&i, map) in idx.iter().zip(&drawn) {
-                            let Some(file) = self.map_file(b.items[i]) else {
+                            let Some((file, named)) = self.map_file(b.items[i]) else {
                                 continue;
                             };
                             // Bright = at or above the class's image threshold.
@@ -541,7 +551,7 @@ impl Scorer {
                                 path: file.clone(),
                                 source: std::io::Error::other(e.to_string()),
                             })?;
-                            map_files[i] = Some(file.display().to_string());
+                            map_files[i] = Some(named.display().to_string());
                         }
                     }
                     for (i, s) in idx.into_iter().zip(scores) {
@@ -692,19 +702,51 @@ impl Drop for Sink {
 }
 
 /// Scores every file of `opts.inputs`; `cancel` is polled between batches (and set by the
-/// run itself when the output cannot be written, to stop the pipeline).
+/// run itself when the output cannot be written, to stop the pipeline). With `maps_dir` the
+/// heat maps are written into a temporary sibling folder that replaces `maps_dir` only when
+/// the run succeeds (a failed or interrupted run leaves the old folder, or none); files under
+/// `maps_dir` itself are never scored.
 pub fn score(opts: &ScoreOptions, cancel: &AtomicBool) -> Result<ScoreReport, ScoreError> {
+    let Some(dir) = &opts.maps_dir else {
+        return score_into(opts, cancel, None);
+    };
+    let mut result = None;
+    let written = crate::detect::write_folder_atomically(dir, |tmp| {
+        let r = score_into(opts, cancel, Some((tmp.to_path_buf(), dir.clone())));
+        let failed = r.is_err();
+        result = Some(r);
+        if failed {
+            Err(AnomalyError::Invalid("scoring failed".into()))
+        } else {
+            Ok(())
+        }
+    });
+    match result {
+        Some(Err(e)) => Err(e),
+        Some(Ok(report)) => written.map(|()| report).map_err(ScoreError::from),
+        None => Err(written
+            .expect_err("the closure ran unless the folder failed")
+            .into()),
+    }
+}
+
+/// [`score`] with the heat maps (if any) written into `maps.0` and named as in `maps.1`.
+fn score_into(
+    opts: &ScoreOptions,
+    cancel: &AtomicBool,
+    maps: Option<(PathBuf, PathBuf)>,
+) -> Result<ScoreReport, ScoreError> {
     let started = Instant::now();
     let detector = Detector::load(&opts.detector)?;
     let mut model = OnnxModel::load(&opts.model, &opts.runtime)?;
-    let scorer = Scorer::new(&mut model, detector, &opts.class, opts.maps_dir.clone())?;
-    if let Some(dir) = &opts.maps_dir {
-        std::fs::create_dir_all(dir).map_err(|source| ScoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
+    let scorer = Scorer::new(&mut model, detector, &opts.class, maps)?;
     let mut files = collect_files(&opts.inputs)?;
+    if let Some(dir) = &opts.maps_dir {
+        // Heat maps of an earlier run inside an input folder are not images of the line.
+        if let Ok(dir) = dir.canonicalize() {
+            files.retain(|f| f.canonicalize().map_or(true, |f| !f.starts_with(&dir)));
+        }
+    }
     if let Some(shard) = opts.shard {
         files = files[shard.range(files.len())].to_vec();
     }

@@ -260,6 +260,89 @@ fn patch_detectors_write_pixel_metrics_overlays_and_reload_to_the_same_scores() 
         .to_string();
         assert!(err.contains("cannot be bundled"), "{err}");
     }
+    // A mask moved away since `embed`: left out with a warning, not a failed run.
+    let store = EmbeddingStore::open(&emb).unwrap();
+    let test = store.split("test").unwrap();
+    let mask = test.mask.iter().find(|m| !m.is_empty()).unwrap();
+    std::fs::remove_file(mask).unwrap();
+    let report = detect(&DetectOptions {
+        embeddings: emb.clone(),
+        out_dir: dir.path().join("moved"),
+        config: patch_config(DetectorMethod::Padim),
+        plots: true,
+        bundle: None,
+    })
+    .unwrap();
+    assert_eq!(report.metrics.pixel.unwrap().unreadable_masks.len(), 1);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("could not be read")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn a_detector_refuses_maps_with_other_channels_than_it_was_fitted_on() {
+    let _serial = common::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dataset(dir.path());
+    let path = write_model(dir.path(), &tiny(), "model.onnx");
+    let embed_subset = |channels: usize, seed: u64, name: &str| {
+        let out = dir.path().join(name);
+        let sel = Some(MapSelection {
+            channels: Some(channels),
+            seed,
+        });
+        embed(
+            &data_config(&root),
+            &embed_options(&path, &out, sel),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        out
+    };
+    let fitted_on = embed_subset(2, 1, "a.h5");
+    let det = dir.path().join("det");
+    detect(&DetectOptions {
+        embeddings: fitted_on.clone(),
+        out_dir: det.clone(),
+        config: patch_config(DetectorMethod::Padim),
+        plots: false,
+        bundle: None,
+    })
+    .unwrap();
+    let detector = Detector::load(&det.join("detector.json")).unwrap();
+    let same = EmbeddingStore::open(&fitted_on).unwrap();
+    detector.check_maps(same.attributes.maps.as_ref()).unwrap();
+    // Find a seed that keeps other channels than seed 1 (out of 3 choose 2).
+    let mine = same.attributes.maps.clone().unwrap().channels;
+    let other = (2..50)
+        .find(|&s| {
+            MapSelection {
+                channels: Some(2),
+                seed: s,
+            }
+            .choose(3)
+            .unwrap()
+                != mine
+        })
+        .unwrap();
+    let moved = EmbeddingStore::open(&embed_subset(2, other, "b.h5")).unwrap();
+    let err = detector
+        .check_maps(moved.attributes.maps.as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--map-seed"), "{err}");
+    // Maps of another size per image are an error, never a panic.
+    let all = EmbeddingStore::open(&embed_subset(3, 0, "c.h5")).unwrap();
+    let err = detector
+        .score_split(all.split("test").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("map values"), "{err}");
 }
 
 #[test]
@@ -304,27 +387,38 @@ fn score_maps_writes_a_heat_map_per_image_and_a_painted_defect_peaks_where_it_wa
     img.save(line.join("painted.png")).unwrap();
     std::fs::copy(&first, line.join("clean.png")).unwrap();
 
-    let maps_dir = dir.path().join("maps");
+    // The heat maps go inside the scored folder: a second run must not score them.
+    let maps_dir = line.join("maps");
     let csv = dir.path().join("scores.csv");
-    let report = score(
-        &ScoreOptions {
-            inputs: vec![line.clone()],
-            model: model_path.clone(),
-            detector: out.join("detector.json"),
-            class: ClassChoice::Named("bottle".into()),
-            out: Some(csv.clone()),
-            format: Format::Csv,
-            shard: None,
-            strict: true,
-            runtime: RuntimeOptions::default(),
-            batch_size: 4,
-            progress: false,
-            maps_dir: Some(maps_dir.clone()),
-        },
-        &AtomicBool::new(false),
-    )
-    .unwrap();
+    let options = || ScoreOptions {
+        inputs: vec![line.clone()],
+        model: model_path.clone(),
+        detector: out.join("detector.json"),
+        class: ClassChoice::Named("bottle".into()),
+        out: Some(csv.clone()),
+        format: Format::Csv,
+        shard: None,
+        strict: true,
+        runtime: RuntimeOptions::default(),
+        batch_size: 4,
+        progress: false,
+        maps_dir: Some(maps_dir.clone()),
+    };
+    let report = score(&options(), &AtomicBool::new(false)).unwrap();
     assert_eq!(report.scored, 2);
+    let again = score(&options(), &AtomicBool::new(false)).unwrap();
+    assert_eq!((again.files, again.scored), (2, 2));
+    // An interrupted run keeps the finished folder as it was.
+    let before = std::fs::read_dir(&maps_dir).unwrap().count();
+    let err = score(&options(), &AtomicBool::new(true)).unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert_eq!(std::fs::read_dir(&maps_dir).unwrap().count(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(&line)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "maps" && !n.ends_with(".png"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     assert_eq!(

@@ -277,9 +277,9 @@ impl DetectorConfig {
                 self.coreset_ratio
             ));
         }
-        if !(self.sigma.is_finite() && self.sigma >= 0.0) {
+        if !(self.sigma.is_finite() && (0.0..=256.0).contains(&self.sigma)) {
             return Err(format!(
-                "detector.sigma = {}: expected a smoothing width ≥ 0 pixels (0 = none)",
+                "detector.sigma = {}: expected a smoothing width in [0, 256] pixels (0 = none)",
                 self.sigma
             ));
         }

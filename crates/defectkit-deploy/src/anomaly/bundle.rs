@@ -60,7 +60,7 @@ pub fn scoring_spec(
     let cfg = &detector.file.config;
     if let Some(OnnxPart::Unsupported(why)) = parts.first() {
         return Err(AnomalyError::Invalid(format!(
-            "the {} detector cannot be bundled into one ONNX graph: {why}; score with              `defectkit score --detector detector.json` instead",
+            "the {} detector cannot be bundled into one ONNX graph: {why}",
             cfg.method
         )));
     }

@@ -211,6 +211,30 @@ fn fit_scorer(
     })
 }
 
+/// A loaded patch scorer's grid and map options agree with what `detector.json` records
+/// (a tampered or mismatched `detector.h5` is refused, never run).
+fn check_patch_geometry(
+    file: &DetectorFile,
+    grid: super::patch::GridShape,
+    opts: MapOptions,
+) -> Result<(), String> {
+    let maps = file.maps.as_ref().expect("checked before loading scorers");
+    let [c, h, w] = maps.shape();
+    if (grid.channels, grid.h, grid.w) != (c, h, w) {
+        return Err(format!(
+            "its statistics are for {}×{}×{} maps, detector.json records {c}×{h}×{w}",
+            grid.channels, grid.h, grid.w
+        ));
+    }
+    if Some(opts.side) != file.map_side || opts.sigma != file.config.sigma {
+        return Err(format!(
+            "its maps are {} px with σ {}, detector.json records {:?} px with σ {}",
+            opts.side, opts.sigma, file.map_side, file.config.sigma
+        ));
+    }
+    Ok(())
+}
+
 /// The side of the model input (and of anomaly maps) recorded in an embeddings file.
 fn input_side(store: &EmbeddingStore, embeddings: &Path) -> Result<usize, AnomalyError> {
     serde_json::from_str::<defectkit_core::data::PreprocessSpec>(&store.attributes.preprocess)
@@ -266,7 +290,11 @@ impl Detector {
             }
         }
         let map_shape = a.maps.as_ref().map(MapProvenance::shape);
-        let side = input_side(store, embeddings)?;
+        let side = if config.method.is_patch() {
+            input_side(store, embeddings)?
+        } else {
+            0
+        };
         if config.method.is_patch() && map_shape.is_none() {
             return Err(AnomalyError::Invalid(format!(
                 "{}: the {} detector scores feature maps, and this file has none: re-embed \
@@ -384,12 +412,26 @@ impl Detector {
         with_maps: bool,
     ) -> Result<(Vec<f64>, Option<AnomalyMaps>), AnomalyError> {
         let map_shape = self.file.maps.as_ref().map(MapProvenance::shape);
-        if self.file.method.is_patch() && records.maps.is_none() {
-            return Err(AnomalyError::Invalid(format!(
-                "the {} detector needs feature maps and these records have none (embed with \
-                 --maps)",
-                self.file.method
-            )));
+        if self.file.method.is_patch() {
+            let per = self.file.maps.as_ref().map_or(0, MapProvenance::per_image);
+            match &records.maps {
+                None => {
+                    return Err(AnomalyError::Invalid(format!(
+                        "the {} detector needs feature maps and these records have none \
+                         (embed with --maps)",
+                        self.file.method
+                    )))
+                }
+                Some(m) if m.len() != records.len() * per => {
+                    return Err(AnomalyError::Invalid(format!(
+                        "{} map values for {} images; the detector's maps have {per} values \
+                         per image (embedded with other --map-channels?)",
+                        m.len(),
+                        records.len()
+                    )))
+                }
+                Some(_) => {}
+            }
         }
         let mut maps: Option<AnomalyMaps> =
             (with_maps && self.file.method.is_patch()).then(|| vec![Vec::new(); records.len()]);
@@ -418,6 +460,34 @@ impl Detector {
             }
         }
         Ok((out, maps))
+    }
+
+    /// Checks that embeddings whose maps are described by `maps` hold the feature maps this
+    /// (patch) detector was fitted on: the same shape and the same kept channels. Image-level
+    /// detectors accept anything.
+    pub fn check_maps(&self, maps: Option<&MapProvenance>) -> Result<(), AnomalyError> {
+        let Some(fitted) = &self.file.maps else {
+            return Ok(());
+        };
+        match maps {
+            None => Err(AnomalyError::Invalid(format!(
+                "the {} detector scores feature maps and these embeddings have none (embed \
+                 with --maps)",
+                self.file.method
+            ))),
+            Some(m) if m.shape() != fitted.shape() || m.channels != fitted.channels => {
+                Err(AnomalyError::Invalid(format!(
+                    "the detector was fitted on {:?} maps of channels {:?}…; these embeddings \
+                     hold {:?} maps of channels {:?}…: embed with the same --map-channels and \
+                     --map-seed",
+                    fitted.shape(),
+                    &fitted.channels[..fitted.channels.len().min(5)],
+                    m.shape(),
+                    &m.channels[..m.channels.len().min(5)]
+                )))
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     /// Bytes the fitted statistics take in memory, per class (patch detectors).
@@ -497,6 +567,9 @@ impl Detector {
         if file.classes.is_empty() {
             return Err(file_err(json_path, "no classes".into()));
         }
+        file.config
+            .validate()
+            .map_err(|e| file_err(json_path, format!("its config is invalid: {e}")))?;
         if file.method.is_patch() && (file.maps.is_none() || file.map_side.is_none()) {
             return Err(file_err(
                 json_path,
@@ -582,10 +655,14 @@ impl Detector {
                     Recon::load(&group, file.config.score).map_err(|e| bad(e.to_string()))?,
                 ),
                 Method::Padim => {
-                    Box::new(PatchGaussian::load(&group).map_err(|e| bad(e.to_string()))?)
+                    let g = PatchGaussian::load(&group).map_err(|e| bad(e.to_string()))?;
+                    check_patch_geometry(&file, g.grid(), g.map_options()).map_err(bad)?;
+                    Box::new(g)
                 }
                 Method::Patchcore => {
-                    Box::new(PatchMemoryBank::load(&group).map_err(|e| bad(e.to_string()))?)
+                    let b = PatchMemoryBank::load(&group).map_err(|e| bad(e.to_string()))?;
+                    check_patch_geometry(&file, b.grid(), b.map_options()).map_err(bad)?;
+                    Box::new(b)
                 }
             };
             scorers.push(scorer);

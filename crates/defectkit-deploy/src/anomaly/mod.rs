@@ -88,7 +88,9 @@ pub trait ClassScorer: std::fmt::Debug + Send + Sync {
     /// The parameters for the scored ONNX graph.
     fn onnx_part(&self) -> OnnxPart;
     /// Per-image anomaly maps at the model input's resolution (side × side, row-major),
-    /// whose maximum is the image's score; `None` for detectors that score whole images.
+    /// whose maximum is the image's score (PatchCore with `reweight`: the score is that
+    /// maximum times the image's reweighting factor); `None` for detectors that score whole
+    /// images.
     fn anomaly_maps(&self, _obs: &Observations<'_>) -> Option<Result<Vec<Vec<f32>>, AnomalyError>> {
         None
     }

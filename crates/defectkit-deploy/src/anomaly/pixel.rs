@@ -56,6 +56,9 @@ pub struct PixelMetrics {
     pub mean_aupro: Option<f64>,
     /// Defective test images without a mask (left out).
     pub missing_masks: usize,
+    /// Masks that could not be read (moved or damaged since `embed`; left out), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_masks: Vec<(String, String)>,
 }
 
 /// A mask brought to the model input's geometry (`side`×`side`, row-major).
@@ -103,13 +106,15 @@ fn mean(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
 }
 
 /// Pixel AUROC and AUPRO per class and per defect type. Defective images must have masks
-/// (those without are left out and counted); good images count as all-good pixels.
+/// (those without, or whose mask cannot be read any more, are left out and counted); good
+/// images count as all-good pixels.
 pub fn evaluate_pixels(
     images: &[MapImage<'_>],
     spec: &PreprocessSpec,
 ) -> Result<PixelMetrics, AnomalyError> {
     let side = spec.input_size() as usize;
     let mut missing = 0;
+    let mut unreadable = Vec::new();
     let mut by_class: BTreeMap<&str, Vec<(usize, Vec<bool>)>> = BTreeMap::new();
     for (i, img) in images.iter().enumerate() {
         if img.map.len() != side * side {
@@ -124,7 +129,13 @@ pub fn evaluate_pixels(
             missing += 1;
             continue;
         } else {
-            prepare_mask(Path::new(img.mask), spec)?
+            match prepare_mask(Path::new(img.mask), spec) {
+                Ok(mask) => mask,
+                Err(e) => {
+                    unreadable.push((img.mask.to_string(), e.to_string()));
+                    continue;
+                }
+            }
         };
         by_class.entry(img.class).or_default().push((i, mask));
     }
@@ -164,5 +175,6 @@ pub fn evaluate_pixels(
         mean_aupro: mean(per_class.iter().map(|c| c.all.aupro)),
         per_class,
         missing_masks: missing,
+        unreadable_masks: unreadable,
     })
 }

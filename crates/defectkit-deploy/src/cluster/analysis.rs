@@ -228,6 +228,7 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
                     opts.embeddings.display()
                 )));
             }
+            d.check_maps(store.attributes.maps.as_ref())?;
             Some(d)
         }
         None => None,

@@ -143,6 +143,14 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Self, QuantizeError> {
         let detector = Detector::load(detector)
             .map_err(|e| QuantizeError::Calibration(format!("accuracy-aware mode: {e}")))?;
+        if detector.file.method.is_patch() {
+            return Err(QuantizeError::Calibration(format!(
+                "accuracy-aware mode: --detector is a {} (patch-level) detector; the drift is \
+                 measured on embedding scores: fit an image-level detector (mahalanobis, \
+                 euclidean, knn or recon) for --max-drop",
+                detector.file.method
+            )));
+        }
         let threshold_split = detector.file.config.threshold_split.clone();
         let known: HashSet<&str> = detector.classes().collect();
         let split_of = |name: &str| match name {

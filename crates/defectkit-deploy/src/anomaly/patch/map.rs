@@ -1,8 +1,10 @@
-//! From h×w patch scores to a side × side anomaly map, exactly as PaDiM and PatchCore's
-//! reference implementations do it (anomalib's `AnomalyMapGenerator`): PyTorch's
-//! `F.interpolate(mode="bilinear", align_corners=False)` to the input's size, then
-//! `scipy.ndimage.gaussian_filter(mode="reflect", truncate=4.0)`-style smoothing. Both are
-//! computed in f64 and rounded to f32 once at the end.
+//! From h×w patch scores to a side × side anomaly map, as the original PaDiM and PatchCore
+//! code does it: PyTorch's `F.interpolate(mode="bilinear", align_corners=False)` to the
+//! input's size, then `scipy.ndimage.gaussian_filter(mode="reflect", truncate=4.0)`
+//! smoothing. (anomalib differs slightly: nearest upsampling for PatchCore and "mirror"
+//! padding in its blur.) Both are computed in f64 and rounded to f32 once at the end. When
+//! the side is not a multiple of the stride, the ⌈side/stride⌉ grid is stretched over the
+//! side, shifting the map by up to half a stride at the far edge.
 
 use super::MapOptions;
 
