@@ -531,11 +531,14 @@ impl Scorer {
                         maps: m.as_ref().map(|m| m.view()),
                     };
                     let scorer = &self.detector.scorers[pos];
-                    let scores = scorer.score(&o)?;
+                    let (drawn, scores) = if draw {
+                        scorer.maps_and_scores(&o).transpose()?.unwrap_or_default()
+                    } else {
+                        (Vec::new(), scorer.score(&o)?)
+                    };
                     if draw {
                         let side = self.input_shape[1];
                         let t = self.detector.file.classes[pos].threshold.value as f32;
-                        let drawn = scorer.anomaly_maps(&o).transpose()?.unwrap_or_default();
                         for (&i, map) in idx.iter().zip(&drawn) {
                             let Some((file, named)) = self.map_file(b.items[i]) else {
                                 continue;

@@ -447,15 +447,22 @@ impl Detector {
                 ))
             })?;
             let rows = ClassRows::of(records, class, false, map_shape);
-            let scores = self.scorers[pos].score(&rows.observations())?;
+            let obs = rows.observations();
+            let both = if maps.is_some() {
+                self.scorers[pos].maps_and_scores(&obs).transpose()?
+            } else {
+                None
+            };
+            let (class_maps, scores) = match both {
+                Some((m, s)) => (Some(m), s),
+                None => (None, self.scorers[pos].score(&obs)?),
+            };
             for (i, s) in rows.index.iter().zip(scores) {
                 out[*i] = s;
             }
-            if let Some(all) = maps.as_mut() {
-                if let Some(class_maps) = self.scorers[pos].anomaly_maps(&rows.observations()) {
-                    for (i, m) in rows.index.iter().zip(class_maps?) {
-                        all[*i] = m;
-                    }
+            if let (Some(all), Some(class_maps)) = (maps.as_mut(), class_maps) {
+                for (i, m) in rows.index.iter().zip(class_maps) {
+                    all[*i] = m;
                 }
             }
         }

@@ -75,6 +75,9 @@ pub enum OnnxPart {
     Unsupported(String),
 }
 
+/// Per-image anomaly maps (side × side, row-major) and the images' scores.
+pub type MapsAndScores = (Vec<Vec<f32>>, Vec<f64>);
+
 /// One class's fitted detector.
 pub trait ClassScorer: std::fmt::Debug + Send + Sync {
     /// Scores each image (row) of `obs`.
@@ -93,6 +96,18 @@ pub trait ClassScorer: std::fmt::Debug + Send + Sync {
     /// images.
     fn anomaly_maps(&self, _obs: &Observations<'_>) -> Option<Result<Vec<Vec<f32>>, AnomalyError>> {
         None
+    }
+    /// Both [`ClassScorer::anomaly_maps`] and [`ClassScorer::score`] from one pass (patch
+    /// detectors compute the scores from the maps); `None` for image-level detectors.
+    fn maps_and_scores(
+        &self,
+        obs: &Observations<'_>,
+    ) -> Option<Result<MapsAndScores, AnomalyError>> {
+        self.anomaly_maps(obs).map(|maps| {
+            let maps = maps?;
+            let scores = self.score(obs)?;
+            Ok((maps, scores))
+        })
     }
     /// Bytes its statistics take in memory (reported per class).
     fn memory_bytes(&self) -> usize {

@@ -272,6 +272,16 @@ impl ClassScorer for PatchGaussian {
         Ok(self.maps(obs)?.iter().map(|m| map_max(m) as f64).collect())
     }
 
+    fn maps_and_scores(
+        &self,
+        obs: &Observations<'_>,
+    ) -> Option<Result<crate::anomaly::MapsAndScores, AnomalyError>> {
+        Some(self.maps(obs).map(|maps| {
+            let scores = maps.iter().map(|m| map_max(m) as f64).collect();
+            (maps, scores)
+        }))
+    }
+
     fn anomaly_maps(&self, obs: &Observations<'_>) -> Option<Result<Vec<Vec<f32>>, AnomalyError>> {
         Some(self.maps(obs))
     }

@@ -198,7 +198,7 @@ impl PatchMemoryBank {
 
     /// Maps and image scores of `obs` (maximum of each map, times the reweighting factor
     /// when on).
-    fn maps_and_scores(
+    fn maps_with_scores(
         &self,
         obs: &Observations<'_>,
     ) -> Result<(Vec<Vec<f32>>, Vec<f64>), AnomalyError> {
@@ -304,7 +304,14 @@ fn check_ratio(ratio: f64) -> Result<(), AnomalyError> {
 impl ClassScorer for PatchMemoryBank {
     /// The maximum of each image's anomaly map (times the reweighting factor when on).
     fn score(&self, obs: &Observations<'_>) -> Result<Vec<f64>, AnomalyError> {
-        Ok(self.maps_and_scores(obs)?.1)
+        Ok(self.maps_with_scores(obs)?.1)
+    }
+
+    fn maps_and_scores(
+        &self,
+        obs: &Observations<'_>,
+    ) -> Option<Result<crate::anomaly::MapsAndScores, AnomalyError>> {
+        Some(self.maps_with_scores(obs))
     }
 
     fn anomaly_maps(&self, obs: &Observations<'_>) -> Option<Result<Vec<Vec<f32>>, AnomalyError>> {
