@@ -12,6 +12,7 @@ use crate::common::*;
 #[test]
 #[ignore = "benchmark"]
 fn bench_classifier_train_step_128px_batch16() {
+    let _rng = crate::common::rng_lock();
     let batch = 16;
     let device = device().autodiff();
     let mut model = ClassifierConfig::new(10).init(&device);

@@ -35,3 +35,12 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Serializes the tests of this binary that draw random numbers: Burn's CPU backend keeps
+/// one process-wide RNG, so a test that seeds it (`device.seed(n)`) gets its seeded sequence
+/// only if no test running in parallel draws from it at the same time. Every test here
+/// takes this lock first; a panicking test does not poison the others.
+pub fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

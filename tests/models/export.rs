@@ -28,6 +28,7 @@ fn dynamic_batch() -> Vec<InputSpec> {
 
 #[test]
 fn export_classifier() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let model = ClassifierConfig::new(10)
         .with_hidden(Some(32))
@@ -86,6 +87,7 @@ fn export_classifier() {
 
 #[test]
 fn export_unet() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     for (upsample, skip) in [
         (UpsampleMode::Nearest, false),
@@ -160,6 +162,7 @@ fn probe(side: usize, batch: usize) -> Vec<f32> {
 
 #[test]
 fn exported_features_have_the_documented_shape_and_match_burn() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let dir = tempfile::tempdir().unwrap();
     // (name, network, side, [channels, cells], stride, [(layer, channels, resample)])

@@ -7,6 +7,7 @@ use crate::fixtures::resnet18_keys;
 
 #[test]
 fn classifier_shapes() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     for (width, hidden, size) in [(64, None, 32), (32, Some(48), 128), (16, None, 224)] {
         let model = ClassifierConfig::new(10)
@@ -24,6 +25,7 @@ fn classifier_shapes() {
 
 #[test]
 fn teacher_shapes() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let teacher = ResNet18Config::new().init(&device);
     let out = teacher.forward(images(2, 64, &device));
@@ -37,6 +39,7 @@ fn teacher_shapes() {
 
 #[test]
 fn unet_shapes_all_sizes_and_depths() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     for size in [32, 64, 128] {
         for depth in 1..=4 {
@@ -73,6 +76,7 @@ fn unet_shapes_all_sizes_and_depths() {
 
 #[test]
 fn unet_sigmoid_output_in_unit_interval() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let model = UNetConfig::new(32)
         .with_base_width(8)
@@ -86,6 +90,7 @@ fn unet_sigmoid_output_in_unit_interval() {
 #[test]
 #[should_panic(expected = "multiple of 2^depth")]
 fn unet_rejects_indivisible_size() {
+    let _rng = crate::common::rng_lock();
     UNetConfig::new(48).with_depth(5).init(&device());
 }
 
@@ -93,6 +98,7 @@ fn unet_rejects_indivisible_size() {
 /// torchvision's state-dict keys (minus `num_batches_tracked`) and shapes.
 #[test]
 fn teacher_paths_are_torchvision_keys() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let teacher = ResNet18Config::new().init(&device);
     let mut store = SafetensorsStore::from_bytes(None)
@@ -118,6 +124,7 @@ fn teacher_paths_are_torchvision_keys() {
 
 #[test]
 fn model_sizes() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     for width in [16, 32, 64] {
         let model = ClassifierConfig::new(10).with_width(width).init(&device);

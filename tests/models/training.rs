@@ -10,6 +10,7 @@ use crate::common::*;
 /// Model A, 32 px, batch 4, 10 classes: forward, cross-entropy, backward, AdamW step.
 #[test]
 fn classifier_overfits_fixed_batch() {
+    let _rng = crate::common::rng_lock();
     let device = device().autodiff();
     device.seed(1);
     let mut model = ClassifierConfig::new(10)
@@ -43,6 +44,7 @@ fn classifier_overfits_fixed_batch() {
 /// U-Net, 32 px: MSE reconstruction loss decreases.
 #[test]
 fn unet_overfits_fixed_batch() {
+    let _rng = crate::common::rng_lock();
     let device = device().autodiff();
     device.seed(2);
     let mut model = UNetConfig::new(32)
@@ -68,6 +70,7 @@ fn unet_overfits_fixed_batch() {
 /// gradients, and the student's update depends on the teacher.
 #[test]
 fn distillation_step() {
+    let _rng = crate::common::rng_lock();
     let device = device().autodiff();
     device.seed(3);
     let student = ClassifierConfig::new(10).with_width(16).init(&device);
@@ -144,6 +147,7 @@ fn distillation_step() {
 /// Checkpointing: model (burnpack file) and optimizer state round-trip exactly.
 #[test]
 fn checkpoint_round_trip() {
+    let _rng = crate::common::rng_lock();
     let device = device().autodiff();
     device.seed(4);
     let config = ClassifierConfig::new(10).with_width(16);
@@ -197,6 +201,7 @@ fn checkpoint_round_trip() {
 /// The distillation terms match a hand computation.
 #[test]
 fn distillation_loss_values() {
+    let _rng = crate::common::rng_lock();
     let device = device();
     let student = ClassifierConfig::new(3).init(&device);
     let teacher = ResNet18Config::new().with_num_classes(3).init(&device);

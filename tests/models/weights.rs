@@ -86,6 +86,7 @@ fn fixture(dir: &Path, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn load_torchvision_safetensors_and_pth() {
+    let _rng = crate::common::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let device = device();
     for name in ["resnet18.safetensors", "resnet18.pth"] {
@@ -99,6 +100,7 @@ fn load_torchvision_safetensors_and_pth() {
 
 #[test]
 fn load_errors_are_errors() {
+    let _rng = crate::common::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let device = device();
     for name in ["resnet18.safetensors", "resnet18.pth"] {
@@ -135,6 +137,7 @@ fn load_errors_are_errors() {
 
 #[test]
 fn classifier_stem_from_torchvision() {
+    let _rng = crate::common::rng_lock();
     let dir = tempfile::tempdir().unwrap();
     let device = device();
     let path = fixture(dir.path(), "resnet18.safetensors");
