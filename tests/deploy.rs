@@ -150,7 +150,8 @@ fn burn_outputs(network: &Network, input: &[f32], device: &Device) -> (Vec<f32>,
         TensorData::new(input.to_vec(), [batch, 3, SIDE, SIDE]),
         device,
     );
-    network.forward(x)
+    let out = network.outputs(x);
+    (out.primary, out.embedding)
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {

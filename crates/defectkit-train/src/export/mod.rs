@@ -184,13 +184,6 @@ impl Network {
         self.kind
     }
 
-    /// Burn forward pass: (primary output flattened, embedding flattened). The patch
-    /// features are computed too and dropped; [`Network::outputs`] returns them.
-    pub fn forward(&self, images: Tensor<4>) -> (Vec<f32>, Vec<f32>) {
-        let out = self.outputs(images);
-        (out.primary, out.embedding)
-    }
-
     /// Burn forward pass: all three outputs, flattened.
     pub fn outputs(&self, images: Tensor<4>) -> FlatOutputs {
         self.model.forward_flat(images)

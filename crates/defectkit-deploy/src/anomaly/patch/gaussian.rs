@@ -15,12 +15,11 @@ use ndarray::{Array2, Array3, ArrayView4};
 use rayon::prelude::*;
 
 use super::{
-    check_centre, check_fit_maps, check_score_maps, h5_invalid, map_max, maps_of, read_count,
-    read_grid, require_maps, write_attr, write_big, write_grid, GridShape, MapOptions,
+    check_fit_maps, check_score_maps, h5_invalid, map_max, maps_of, read_header, require_maps,
+    write_attr, write_big, write_grid, GridShape, MapOptions,
 };
 use crate::anomaly::{
-    column_means, read_mean_and_rows, write_mean_and_rows, AnomalyError, ClassScorer, Observations,
-    OnnxPart,
+    column_means, write_mean_and_rows, AnomalyError, ClassScorer, Observations, OnnxPart,
 };
 use crate::stats::{covariance, Cholesky, Shrinkage};
 
@@ -163,16 +162,7 @@ impl PatchGaussian {
     /// Reads what [`ClassScorer::save`] wrote, validating every shape against the stored
     /// grid and every value for finiteness.
     pub fn load(group: &hdf5::Group) -> Result<Self, AnomalyError> {
-        let (grid, opts) = read_grid(group)?;
-        let rows = read_count(group, "rows", 2)?;
-        let (centre, stored_rows) =
-            read_mean_and_rows(group).map_err(|e| AnomalyError::Invalid(e.to_string()))?;
-        check_centre(&centre)?;
-        if stored_rows != rows {
-            return Err(AnomalyError::Invalid(format!(
-                "attribute \"rows\" = {stored_rows} differs from the {rows} recorded"
-            )));
-        }
+        let (grid, opts, rows, centre) = read_header(group, 2)?;
         let (hw, c) = (grid.locations(), grid.channels);
         let means = group
             .dataset("patch_means")

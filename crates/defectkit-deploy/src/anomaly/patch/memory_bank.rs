@@ -18,13 +18,12 @@ use rayon::prelude::*;
 
 use super::coreset::{greedy_coreset, PATCHCORE_PROJECTION};
 use super::{
-    check_centre, check_fit_maps, check_score_maps, h5_invalid, map_max, maps_of, nearest_rows,
-    patch_rows, read_attr, read_count, read_grid, require_maps, squared_distance, write_attr,
-    write_big, write_grid, GridShape, MapOptions,
+    check_fit_maps, check_score_maps, h5_invalid, map_max, maps_of, nearest_rows, patch_rows,
+    read_attr, read_header, require_maps, squared_distance, write_attr, write_big, write_grid,
+    GridShape, MapOptions,
 };
 use crate::anomaly::{
-    column_means, read_mean_and_rows, write_mean_and_rows, AnomalyError, ClassScorer, Observations,
-    OnnxPart,
+    column_means, write_mean_and_rows, AnomalyError, ClassScorer, Observations, OnnxPart,
 };
 
 /// Bank patches whose softmax gives the reweighting (anomalib's `num_neighbors`).
@@ -217,16 +216,7 @@ impl PatchMemoryBank {
     /// Reads what [`ClassScorer::save`] wrote, validating the bank's shape against the
     /// stored grid and every value for finiteness.
     pub fn load(group: &hdf5::Group) -> Result<Self, AnomalyError> {
-        let (grid, opts) = read_grid(group)?;
-        let rows = read_count(group, "rows", 1)?;
-        let (centre, stored_rows) =
-            read_mean_and_rows(group).map_err(|e| AnomalyError::Invalid(e.to_string()))?;
-        check_centre(&centre)?;
-        if stored_rows != rows {
-            return Err(AnomalyError::Invalid(format!(
-                "attribute \"rows\" = {stored_rows} differs from the {rows} recorded"
-            )));
-        }
+        let (grid, opts, rows, centre) = read_header(group, 1)?;
         let ratio = read_attr::<f64>(group, "ratio")?;
         check_ratio(ratio)?;
         let seed = read_attr::<u64>(group, "seed")?;

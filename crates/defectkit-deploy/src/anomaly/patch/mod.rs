@@ -363,6 +363,25 @@ pub(crate) fn h5_invalid(name: &str) -> impl Fn(hdf5::Error) -> AnomalyError + '
 }
 
 /// Checks that a class centre read back from a file is non-empty and finite.
+/// Reads what both patch scorers store first: the grid and map options, the fitted image
+/// count (at least `min_rows`) and the class centre, checked against each other.
+pub(crate) fn read_header(
+    group: &hdf5::Group,
+    min_rows: u64,
+) -> Result<(GridShape, MapOptions, usize, Vec<f64>), AnomalyError> {
+    let (grid, opts) = read_grid(group)?;
+    let rows = read_count(group, "rows", min_rows)?;
+    let (centre, stored_rows) = crate::anomaly::read_mean_and_rows(group)
+        .map_err(|e| AnomalyError::Invalid(e.to_string()))?;
+    check_centre(&centre)?;
+    if stored_rows != rows {
+        return Err(AnomalyError::Invalid(format!(
+            "attribute \"rows\" = {stored_rows} differs from the {rows} recorded"
+        )));
+    }
+    Ok((grid, opts, rows, centre))
+}
+
 pub(crate) fn check_centre(centre: &[f64]) -> Result<(), AnomalyError> {
     if centre.is_empty() || centre.iter().any(|v| !v.is_finite()) {
         return Err(AnomalyError::Invalid(
