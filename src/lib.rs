@@ -9,6 +9,8 @@
 //! `defectkit::train` or `defectkit::runtime` work without naming the member crates.
 
 pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, plot, run};
+
+pub mod study;
 pub use defectkit_deploy::{
     anomaly, bench, cluster, detect, embed, pipeline, quantize, runtime, score, stats, store,
 };

@@ -10,7 +10,10 @@ mod embed;
 #[cfg(feature = "train")]
 mod export;
 mod quantize;
+mod report;
 mod score;
+#[cfg(feature = "train")]
+mod study;
 #[cfg(feature = "train")]
 mod train;
 
@@ -156,6 +159,24 @@ Examples:
   defectkit bench --quantized --top 3 --batch 1,16 --threads 1
   defectkit bench --models exports/main/b --ep cpu,cuda,tensorrt")]
     Bench(bench::BenchArgs),
+    /// Run the whole experiment as one resumable study (study=synthetic_quick|mvtec10|…):
+    /// sweeps → selection → seed repeats → export → embed → compare → quantize + bench →
+    /// cluster → report, into one study dir with a manifest of every step.
+    #[cfg(feature = "train")]
+    #[command(after_help = "\
+Examples:
+  defectkit study                                          # study=synthetic_quick
+  defectkit study study=mvtec10 data.root=~/mvtec_ad
+  defectkit study --until select                           # stop after the sweeps' selection
+  defectkit study study.seeds=[1,2,3] --dir studies/seeds123")]
+    Study(study::StudyArgs),
+    /// Write the scientific report of a study dir: report.md and a self-contained
+    /// report.html (figures embedded), every number read from the study's files.
+    #[command(after_help = "\
+Examples:
+  defectkit report studies/synthetic_quick
+  defectkit report studies/mvtec10 --model-readmes crates/defectkit-train/src/models")]
+    Report(report::ReportArgs),
 }
 
 /// Config overrides in Hydra syntax, after the verb (flattened into every verb that
@@ -257,6 +278,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => {
             single("bench")?;
             bench::run(&loader("bench")?, args)
+        }
+        #[cfg(feature = "train")]
+        Command::Study(args) => {
+            single("study")?;
+            study::run(&config_dir, args)
+        }
+        Command::Report(args) => {
+            single("report")?;
+            report::run(args)
         }
     }
 }

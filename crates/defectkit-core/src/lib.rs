@@ -24,6 +24,7 @@ pub mod paths;
 pub mod plot;
 pub mod rng;
 pub mod run;
+pub mod study;
 
 pub use config::{Config, ConfigError, Loader};
 pub use data::{DataError, PreprocessSpec};

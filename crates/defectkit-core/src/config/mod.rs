@@ -18,6 +18,7 @@ mod pyrepr;
 pub mod quantize;
 pub mod rundir;
 pub mod schema;
+pub mod study;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

@@ -162,6 +162,10 @@ impl ModelEntry for CnnDistilled {
         ctx: &JobContext<'_>,
     ) -> Result<TaskSetup<Self::Task>, TrainError> {
         let teacher = teacher::task::prepare(&m.teacher, ctx)?;
+        // Burn's RNG is process-wide: training the teacher here draws from it, loading a
+        // cached one does not. Re-seed so the student starts the same either way (a study's
+        // B runs must not depend on which of them trained the shared teacher).
+        ctx.device.seed(ctx.cfg.trainer.seed);
         let n = ctx.num_classes();
         let student = cnn_scratch::from_schema(n, m.width, &m.head).init(ctx.device);
         let parameters = student.num_params();

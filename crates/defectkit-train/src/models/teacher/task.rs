@@ -125,7 +125,11 @@ pub fn prepare(teacher: &TeacherConfig, ctx: &JobContext<'_>) -> Result<ResNet18
         if let Some(parent) = cache.parent() {
             std::fs::create_dir_all(parent).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
         }
-        std::fs::copy(checkpoint_dir(&teacher_dir).join("best.bpk"), &cache)
+        // Through a temp file + rename: a run killed mid-copy must not leave a truncated
+        // cache that the next run (a study's redone step) would load.
+        let best = checkpoint_dir(&teacher_dir).join("best.bpk");
+        std::fs::read(&best)
+            .and_then(|bytes| defectkit_core::fsutil::write_atomic(&cache, &bytes))
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", cache.display())))?;
     }
     Ok(outcome.best)
