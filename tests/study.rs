@@ -116,8 +116,14 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs_f64(first_secs * 3.0 + 120.0);
     let killed_in = loop {
-        assert!(Instant::now() < deadline, "the study never reached its seeds stage");
-        assert!(child.try_wait().unwrap().is_none(), "the study ended before it was killed");
+        assert!(
+            Instant::now() < deadline,
+            "the study never reached its seeds stage"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the study ended before it was killed"
+        );
         let running = std::fs::read_to_string(second.join("manifest.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -174,6 +180,57 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         "the resumed study's detection table differs from the uninterrupted one: {differing:?}"
     );
 
+    // 3b. Ctrl-C (a SIGINT to the study alone): the running step is stopped and recorded as
+    // interrupted, the study exits 130 and leaves no lock behind.
+    let third = cwd.join("third");
+    let mut child = study_cmd(cwd, &data, &third)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs_f64(first_secs * 3.0 + 120.0);
+    let interrupted = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the study never started a sweep step"
+        );
+        let running = std::fs::read_to_string(third.join("manifest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|m| {
+                m["steps"].as_array().and_then(|s| {
+                    s.iter()
+                        .find(|s| s["status"] == "running" && s["stage"] == "sweep")
+                        .map(|s| s["id"].as_str().unwrap().to_string())
+                })
+            });
+        if let Some(id) = running {
+            break id;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!third.join(".lock").exists(), "the lock is left behind");
+    let m = manifest(&third);
+    let step = m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == interrupted.as_str())
+        .unwrap()
+        .clone();
+    assert!(
+        step["status"] == "interrupted" || step["status"] == "done",
+        "{step}"
+    );
+
     // 4. The report: every section, and numbers from the study's own files.
     let report = std::fs::read_to_string(first.join("report.md")).unwrap();
     for heading in [
@@ -189,7 +246,9 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         "Reproduce",
     ] {
         assert!(
-            report.lines().any(|l| l.starts_with('#') && l.contains(heading)),
+            report
+                .lines()
+                .any(|l| l.starts_with('#') && l.contains(heading)),
             "report.md has no `{heading}` section"
         );
     }
@@ -208,7 +267,11 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         assert_eq!(v.len(), 2, "{model} {method}: one row per seed");
         v.iter().sum::<f64>() / v.len() as f64
     };
-    for (model, method) in [("a", "mahalanobis"), ("b", "padim"), ("teacher", "mahalanobis")] {
+    for (model, method) in [
+        ("a", "mahalanobis"),
+        ("b", "padim"),
+        ("teacher", "mahalanobis"),
+    ] {
         let expect = format!("{:.3}", mean_over_seeds(model, method));
         assert!(
             report.contains(&expect),
@@ -216,7 +279,10 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         );
     }
     let html = std::fs::read_to_string(first.join("report.html")).unwrap();
-    assert!(html.contains("data:image/png;base64,"), "figures are embedded");
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "figures are embedded"
+    );
     let selection: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("selection.json")).unwrap())
             .unwrap();

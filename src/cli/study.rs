@@ -21,6 +21,10 @@ pub struct StudyArgs {
     /// embed, compare, bench, cluster, report.
     #[arg(long, default_value = "report", value_name = "STAGE")]
     until: String,
+    /// Also refresh the results block of each `<DIR>/<model kind>/README.md` from this
+    /// study (e.g. crates/defectkit-train/src/models).
+    #[arg(long, value_name = "DIR")]
+    model_readmes: Option<PathBuf>,
     /// Print the design (models, settings, seeds) and the study dir, and run nothing.
     #[arg(long)]
     dry_run: bool,
@@ -46,13 +50,23 @@ pub fn run(config_dir: &Path, args: StudyArgs) -> Result<()> {
         .iter()
         .cloned()
         .partition(|o| is_study_override(o));
+    if let Some(flag) = args
+        .overrides
+        .overrides
+        .iter()
+        .find(|o| o.starts_with("--"))
+    {
+        anyhow::bail!(
+            "`{flag}` comes after an override: give the flags first \
+             (defectkit study --until select --dir D study=tiny data.root=…)"
+        );
+    }
     let loader = Loader::new(config_dir, "study", "study")?;
     let composed = loader.compose(&design)?;
     let tree = loader.resolve_job(&composed)?;
-    let node = tree
-        .get("study")
-        .cloned()
-        .context("conf/study.yaml composed no `study` node (its defaults need `- study: <name>`)")?;
+    let node = tree.get("study").cloned().context(
+        "conf/study.yaml composed no `study` node (its defaults need `- study: <name>`)",
+    )?;
     let study = StudyConfig::from_tree(node)?;
     let dir = args.dir.clone().unwrap_or_else(|| study.dir.clone());
     if args.dry_run {
@@ -64,14 +78,17 @@ pub fn run(config_dir: &Path, args: StudyArgs) -> Result<()> {
             }
             outln!("    select: {} ({:?})", m.select.metric, m.select.mode);
         }
-        outln!("  seeds: {:?}; detectors: {}", study.seeds, study.detectors.join(", "));
+        outln!(
+            "  seeds: {:?}; detectors: {}",
+            study.seeds,
+            study.detectors.join(", ")
+        );
         outln!("  forwarded to every verb: {}", forwarded.join(" "));
         return Ok(());
     }
     let binary = std::env::current_exe().context("finding this program's own path")?;
-    let cancel = cancel_on_ctrl_c(
-        "stopping the running step; completed steps are kept (rerun to continue)",
-    );
+    let cancel =
+        cancel_on_ctrl_c("stopping the running step; completed steps are kept (rerun to continue)");
     eprintln!("study dir: {}", dir.display());
     let opts = StudyOptions {
         study,
@@ -82,6 +99,7 @@ pub fn run(config_dir: &Path, args: StudyArgs) -> Result<()> {
             .with_context(|| format!("config dir {}", config_dir.display()))?,
         binary,
         until: args.until,
+        model_readmes: args.model_readmes,
         cancel,
     };
     let report = match run_study(&opts) {
@@ -115,10 +133,20 @@ mod tests {
 
     #[test]
     fn study_overrides_are_told_apart() {
-        for o in ["study=mvtec10", "study.seeds=[1,2]", "+study.x=1", "~study.cluster"] {
+        for o in [
+            "study=mvtec10",
+            "study.seeds=[1,2]",
+            "+study.x=1",
+            "~study.cluster",
+        ] {
             assert!(is_study_override(o), "{o}");
         }
-        for o in ["data.root=/x", "studying=1", "trainer.lr=1", "+data.study=1"] {
+        for o in [
+            "data.root=/x",
+            "studying=1",
+            "trainer.lr=1",
+            "+data.study=1",
+        ] {
             assert!(!is_study_override(o), "{o}");
         }
     }

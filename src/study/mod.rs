@@ -21,13 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use defectkit_core::config::study::{SelectMode, StudyConfig};
 use defectkit_core::config::schema::DataKind;
+use defectkit_core::config::study::{SelectMode, StudyConfig};
 use defectkit_core::config::{Config, ConfigError, Loader};
 pub use defectkit_core::study as records;
 use defectkit_core::study::{
-    write_json, FinalModel, ModelSelection, Selection, SettingResult, StepRecord,
-    StepStatus, StudyFileError, StudyRecord, SELECTION_FILE, STAGES, STUDY_FILE,
+    write_json, FinalModel, ModelSelection, Selection, SettingResult, StepRecord, StepStatus,
+    StudyFileError, StudyRecord, SELECTION_FILE, STAGES, STUDY_FILE,
 };
 use defectkit_core::RunSummary;
 
@@ -53,6 +53,8 @@ pub struct StudyOptions {
     pub binary: PathBuf,
     /// Run the stages up to and including this one.
     pub until: String,
+    /// The report stage also refreshes `<dir>/<kind>/README.md` (`report --model-readmes`).
+    pub model_readmes: Option<PathBuf>,
     /// Set by Ctrl-C: stop the running step and return [`StudyError::Interrupted`].
     pub cancel: Arc<AtomicBool>,
 }
@@ -76,7 +78,7 @@ pub struct StudyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
     /// The composed config (with the study's and the forwarded overrides) is invalid.
-    #[error("the study's config: {0}")]
+    #[error("the study's config")]
     Config(#[from] ConfigError),
     /// A study file.
     #[error(transparent)]
@@ -147,13 +149,10 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         path: opts.dir.clone(),
         source,
     })?;
-    let dir = opts
-        .dir
-        .canonicalize()
-        .map_err(|source| StudyError::Io {
-            path: opts.dir.clone(),
-            source,
-        })?;
+    let dir = opts.dir.canonicalize().map_err(|source| StudyError::Io {
+        path: opts.dir.clone(),
+        source,
+    })?;
     let _lock = steps::DirLock::take(&dir)?;
     let facts = DataFacts {
         kind: match cfg.data.kind {
@@ -188,7 +187,14 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
     if wants("data") && study.synthesize {
         let mut argv = vec!["data".into(), "synth".into(), "--if-changed".into()];
         argv.extend(runner.common_overrides());
-        runner.step("data/synth", "data", argv, vec![], vec![facts.root.clone()], false)?;
+        runner.step(
+            "data/synth",
+            "data",
+            argv,
+            vec![],
+            vec![facts.root.clone()],
+            false,
+        )?;
     }
     if record.classes.is_empty() {
         // `data.classes: null` = every category under the root, known once it exists.
@@ -225,11 +231,18 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         .collect();
     let selection_file = dir.join(SELECTION_FILE);
     let design = serde_json::to_string(study).unwrap_or_default();
-    runner.in_process("select", "select", &summaries, &design, &[selection_file.clone()], || {
-        let selection = select(study, &record, &dir)?;
-        write_json(&selection_file, &selection)?;
-        Ok(((), vec![selection_file.clone()]))
-    })?;
+    runner.in_process(
+        "select",
+        "select",
+        &summaries,
+        &design,
+        &[selection_file.clone()],
+        || {
+            let selection = select(study, &record, &dir)?;
+            write_json(&selection_file, &selection)?;
+            Ok(((), vec![selection_file.clone()]))
+        },
+    )?;
     let selection = Selection::read(&dir)?;
     if !wants("seeds") {
         return Ok(runner.finish(None));
@@ -253,12 +266,24 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
     for f in &selection.finals {
         let run_dir = dir.join(&f.run_dir);
         let out = dir.join(&f.export_dir);
-        let mut argv = vec!["export".into(), path_arg(&run_dir), "--out".into(), path_arg(&out)];
+        let mut argv = vec![
+            "export".into(),
+            path_arg(&run_dir),
+            "--out".into(),
+            path_arg(&out),
+        ];
         if f.model == "teacher" {
             argv.push("--teacher".into());
         }
         let id = format!("export/{}", f.label);
-        runner.step(&id, "export", argv, vec![run_dir.join("summary.json")], vec![out], true)?;
+        runner.step(
+            &id,
+            "export",
+            argv,
+            vec![run_dir.join("summary.json")],
+            vec![out],
+            true,
+        )?;
     }
     if !wants("embed") {
         return Ok(runner.finish(None));
@@ -285,7 +310,14 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         argv.extend(runner.common_overrides());
         let mut inputs = vec![model];
         inputs.extend(data_input.clone());
-        runner.step(&format!("embed/{}", f.label), "embed", argv, inputs, vec![h5], true)?;
+        runner.step(
+            &format!("embed/{}", f.label),
+            "embed",
+            argv,
+            inputs,
+            vec![h5],
+            true,
+        )?;
     }
     if !wants("compare") {
         return Ok(runner.finish(None));
@@ -313,12 +345,20 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
     }
 
     // bench: the first seed of every model (and the teacher); --top picks on validation data.
-    let candidates: Vec<&FinalModel> = selection.finals.iter().filter(|f| f.seed == seed0).collect();
+    let candidates: Vec<&FinalModel> = selection
+        .finals
+        .iter()
+        .filter(|f| f.seed == seed0)
+        .collect();
     let bench_dir = dir.join("bench");
     let mut argv = vec!["bench".into(), "--quantized".into(), "--top".into()];
     argv.push(study.bench.top.min(candidates.len()).to_string());
     argv.push("--models".into());
-    argv.extend(candidates.iter().map(|f| path_arg(&dir.join(&f.export_dir))));
+    argv.extend(
+        candidates
+            .iter()
+            .map(|f| path_arg(&dir.join(&f.export_dir))),
+    );
     argv.extend([
         "--iterations".into(),
         study.bench.iterations.to_string(),
@@ -363,9 +403,21 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         };
         let h5 = dir.join(&f.export_dir).join("embeddings.h5");
         let out = dir.join("cluster").join(&f.label);
-        let mut argv = vec!["cluster".into(), path_arg(&h5), "--out".into(), path_arg(&out)];
+        let mut argv = vec![
+            "cluster".into(),
+            path_arg(&h5),
+            "--out".into(),
+            path_arg(&out),
+        ];
         argv.extend(runner.common_overrides());
-        runner.step(&format!("cluster/{}", f.label), "cluster", argv, vec![h5], vec![out], true)?;
+        runner.step(
+            &format!("cluster/{}", f.label),
+            "cluster",
+            argv,
+            vec![h5],
+            vec![out],
+            true,
+        )?;
     }
     if !wants("report") {
         return Ok(runner.finish(None));
@@ -373,16 +425,27 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
 
     // report
     let (md, html) = (dir.join("report.md"), dir.join("report.html"));
-    let upstream = runner.upstream_hashes("report");
-    let summary = runner.in_process("report", "report", &[], &upstream, &[md.clone(), html.clone()], || {
-        let summary =
-            defectkit_deploy::report::write_report(&defectkit_deploy::report::ReportOptions {
-                study_dir: dir.clone(),
-                model_readmes: None,
-            })?;
-        let outputs = vec![summary.markdown.clone(), summary.html.clone()];
-        Ok((summary, outputs))
-    })?;
+    let mut upstream = runner.upstream_hashes("report");
+    if let Some(d) = &opts.model_readmes {
+        upstream.push_str(&format!("\nreadmes={}", d.display()));
+    }
+    // The report is cheap and its text is this binary's: a rebuilt binary writes it anew.
+    let summary = runner.in_process(
+        "report",
+        "report",
+        &[opts.binary.clone()],
+        &upstream,
+        &[md.clone(), html.clone()],
+        || {
+            let summary =
+                defectkit_deploy::report::write_report(&defectkit_deploy::report::ReportOptions {
+                    study_dir: dir.clone(),
+                    model_readmes: opts.model_readmes.clone(),
+                })?;
+            let outputs = vec![summary.markdown.clone(), summary.html.clone()];
+            Ok((summary, outputs))
+        },
+    )?;
     let mut report = runner.finish(Some(html));
     report.main_table = summary.map(|s| s.main_table);
     Ok(report)
@@ -436,7 +499,9 @@ fn run_dir_of(dir: &Path, model: &str, setting: usize, seed: u64) -> PathBuf {
 
 /// Relative to the study dir (for the records).
 fn rel(dir: &Path, p: &Path) -> PathBuf {
-    p.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf())
+    p.strip_prefix(dir)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn path_arg(p: &Path) -> String {

@@ -129,7 +129,10 @@ impl<'a> Runner<'a> {
                 remove_path(p)?;
             }
         }
-        let log = self.dir.join("logs").join(format!("{}.log", id.replace('/', "__")));
+        let log = self
+            .dir
+            .join("logs")
+            .join(format!("{}.log", id.replace('/', "__")));
         let mut record = StepRecord {
             id: id.into(),
             stage: stage.into(),
@@ -159,7 +162,10 @@ impl<'a> Runner<'a> {
                 record.status = StepStatus::Done;
                 self.manifest.upsert(record.clone());
                 self.manifest.write(&self.dir)?;
-                eprintln!("[{}] {id}: done in {:.0} s", self.count, record.wall_seconds);
+                eprintln!(
+                    "[{}] {id}: done in {:.0} s",
+                    self.count, record.wall_seconds
+                );
                 self.ran.push(id.into());
                 Ok(StepOutcome::Ran)
             }
@@ -390,7 +396,11 @@ fn list_files(base: &Path, dir: &Path, out: &mut Vec<(String, u64, u128)>) {
         match e.metadata() {
             Ok(m) if m.is_dir() => list_files(base, &p, out),
             Ok(m) => {
-                let rel = p.strip_prefix(base).unwrap_or(&p).to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .into_owned();
                 out.push((rel, m.len(), mtime_of(&m)));
             }
             Err(_) => {}

@@ -197,7 +197,9 @@ impl StudyConfig {
         if self.detectors.is_empty() {
             return Err(bad("detectors", "at least one detector method".into()));
         }
-        if self.bench.iterations == 0 || self.bench.batch.contains(&0) || self.bench.batch.is_empty()
+        if self.bench.iterations == 0
+            || self.bench.batch.contains(&0)
+            || self.bench.batch.is_empty()
         {
             return Err(bad(
                 "bench",
@@ -208,7 +210,8 @@ impl StudyConfig {
             return Err(bad("embed.map_channels", "must be ≥ 1 or null".into()));
         }
         for m in &self.cluster.models {
-            if !names.contains(m) && !(m == "teacher" && self.teacher_of.is_some()) {
+            let known = names.contains(m) || (m == "teacher" && self.teacher_of.is_some());
+            if !known {
                 return Err(bad(
                     "cluster.models",
                     format!("`{m}` is not one of the models"),
@@ -297,7 +300,9 @@ mod tests {
 
     #[test]
     fn settings_are_the_cartesian_product_first_key_outermost() {
-        let s = StudyConfig::settings(&model("{trainer.lr: [0.001, 0.0003], model.width: [32, 64]}"));
+        let s = StudyConfig::settings(&model(
+            "{trainer.lr: [0.001, 0.0003], model.width: [32, 64]}",
+        ));
         assert_eq!(
             s,
             vec![
@@ -311,8 +316,14 @@ mod tests {
 
     #[test]
     fn values_are_written_as_overrides() {
-        let v: serde_norway::Value = serde_norway::from_str("[true, null, 'a b', x.y, [1, 2]]").unwrap();
-        let s: Vec<String> = v.as_sequence().unwrap().iter().map(override_value).collect();
+        let v: serde_norway::Value =
+            serde_norway::from_str("[true, null, 'a b', x.y, [1, 2]]").unwrap();
+        let s: Vec<String> = v
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(override_value)
+            .collect();
         assert_eq!(s, vec!["true", "null", "'a b'", "x.y", "[1,2]"]);
     }
 }
