@@ -272,7 +272,7 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         ("b", "padim"),
         ("teacher", "mahalanobis"),
     ] {
-        let expect = format!("{:.3}", mean_over_seeds(model, method));
+        let expect = format!("{:.4}", mean_over_seeds(model, method));
         assert!(
             report.contains(&expect),
             "report.md lacks {model}/{method}'s mean AUROC {expect}"
