@@ -12,7 +12,8 @@ pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, pl
 
 pub mod study;
 pub use defectkit_deploy::{
-    anomaly, bench, cluster, detect, embed, pipeline, quantize, runtime, score, stats, store,
+    anomaly, bench, cluster, detect, embed, pipeline, quantize, report, runtime, score, stats,
+    store,
 };
 #[cfg(feature = "train")]
 pub use defectkit_train::{burn, burn_onnx, export, models, train};

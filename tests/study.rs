@@ -183,7 +183,7 @@ fn study_runs_resumes_after_a_kill_and_reports() {
     // 3b. Ctrl-C (a SIGINT to the study alone): the running step is stopped and recorded as
     // interrupted, the study exits 130 and leaves no lock behind.
     let third = cwd.join("third");
-    let mut child = study_cmd(cwd, &data, &third)
+    let child = study_cmd(cwd, &data, &third)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -283,6 +283,38 @@ fn study_runs_resumes_after_a_kill_and_reports() {
         html.contains("data:image/png;base64,"),
         "figures are embedded"
     );
+    // `defectkit report` again, refreshing a copy of the model READMEs.
+    let readmes = cwd.join("readmes");
+    for kind in ["cnn_scratch", "cnn_distilled", "unet_ae", "teacher"] {
+        std::fs::create_dir_all(readmes.join(kind)).unwrap();
+        std::fs::write(readmes.join(kind).join("README.md"), "# model\n").unwrap();
+    }
+    let out = Command::new(defectkit_bin())
+        .arg("report")
+        .arg(&first)
+        .arg("--model-readmes")
+        .arg(&readmes)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let readme = std::fs::read_to_string(readmes.join("cnn_distilled/README.md")).unwrap();
+    assert!(readme.starts_with("# model\n") && readme.contains("<!-- study-results:begin -->"));
+    let expect = format!("{:.4}", mean_over_seeds("b", "padim"));
+    assert!(
+        readme.contains(&expect),
+        "B's README lacks {expect}:\n{readme}"
+    );
+    let out = Command::new(defectkit_bin())
+        .arg("report")
+        .arg(cwd.join("no-such-study"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-study"));
     let selection: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(first.join("selection.json")).unwrap())
             .unwrap();

@@ -236,7 +236,7 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         "select",
         &summaries,
         &design,
-        &[selection_file.clone()],
+        std::slice::from_ref(&selection_file),
         || {
             let selection = select(study, &record, &dir)?;
             write_json(&selection_file, &selection)?;
@@ -433,7 +433,7 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
     let summary = runner.in_process(
         "report",
         "report",
-        &[opts.binary.clone()],
+        std::slice::from_ref(&opts.binary),
         &upstream,
         &[md.clone(), html.clone()],
         || {

@@ -26,6 +26,7 @@ pub mod detect;
 pub mod embed;
 pub mod pipeline;
 pub mod quantize;
+pub mod report;
 pub mod runtime;
 pub mod score;
 pub mod stats;

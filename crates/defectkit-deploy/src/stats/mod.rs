@@ -5,6 +5,7 @@
 
 pub mod cholesky;
 pub mod covariance;
+pub mod paired;
 pub mod pca;
 
 use ndarray::ArrayView2;
