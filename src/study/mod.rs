@@ -1,7 +1,7 @@
 //! `defectkit study`: the whole experiment as one resumable run.
 //!
 //! The design ([`StudyConfig`], `conf/study/<name>.yaml`) becomes a sequence of steps, stage
-//! by stage ([`STAGES`]): `data` (synthesize), `sweep` (every setting of every model at the
+//! by stage ([`ALL_STAGES`]): `data` (synthesize), `sweep` (every setting of every model at the
 //! first seed), `select` (the best setting by a validation metric), `seeds` (the selected
 //! setting at the other seeds), `export`, `embed`, `compare` (every detector on every
 //! model × seed), `bench` (quantize the top N, FP32 vs INT8), `cluster`, `report`.
@@ -27,16 +27,14 @@ use defectkit_core::config::{Config, ConfigError, Loader};
 pub use defectkit_core::study as records;
 use defectkit_core::study::{
     write_json, FinalModel, ModelSelection, Selection, SettingResult, StepRecord, StepStatus,
-    StudyFileError, StudyRecord, SELECTION_FILE, STAGES, STUDY_FILE,
+    StudyFileError, StudyRecord, SELECTION_FILE, STUDY_FILE,
 };
 use defectkit_core::RunSummary;
 
 pub use steps::StepOutcome;
 
-/// The stages, `report` last (the others are [`STAGES`]).
-pub const ALL_STAGES: [&str; 10] = [
-    "data", "sweep", "select", "seeds", "export", "embed", "compare", "bench", "cluster", "report",
-];
+/// The stages, in order (`--until` takes one).
+pub use defectkit_core::study::STAGES as ALL_STAGES;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -160,7 +158,7 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
             DataKind::Synthetic => "synthetic",
         }
         .to_string(),
-        root: absolute(&cfg.data.root),
+        root: defectkit_core::fsutil::absolute(&cfg.data.root),
         classes: cfg.data.classes.clone().unwrap_or_default(),
     };
     let record = StudyRecord {
@@ -508,16 +506,6 @@ fn path_arg(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|c| c.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
 /// Reads the sweep runs' summaries and picks each model's best setting on its validation
 /// metric (ties: the earlier setting; a missing or non-finite value never wins), and lists
 /// the final (model, seed) runs.
@@ -630,9 +618,4 @@ fn done_record(id: &str, stage: &str, outputs: Vec<PathBuf>, wall: f64) -> StepR
         wall_seconds: wall,
         error: None,
     }
-}
-
-/// Whether `STAGES` and `ALL_STAGES` agree (checked in a test).
-pub fn stages_agree() -> bool {
-    ALL_STAGES[..STAGES.len()] == STAGES
 }

@@ -114,15 +114,8 @@ impl<'a> Runner<'a> {
         }
         let shown: Vec<String> = argv.iter().map(|a| self.show(a)).collect();
         let hash = self.inputs_hash(&shown, &inputs);
-        if let Some(prev) = self.manifest.step(id) {
-            if prev.status == StepStatus::Done
-                && prev.inputs_hash == hash
-                && outputs.iter().all(|p| p.exists())
-            {
-                eprintln!("[{}] {id}: done earlier, skipped", self.count);
-                self.skipped.push(id.into());
-                return Ok(StepOutcome::Skipped);
-            }
+        if self.skip_if_done(id, &hash, &outputs) {
+            return Ok(StepOutcome::Skipped);
         }
         if clear {
             for p in outputs.iter().chain(clear_also) {
@@ -208,15 +201,8 @@ impl<'a> Runner<'a> {
             return Err(StudyError::Interrupted(id.into()));
         }
         let hash = self.inputs_hash(&[id.to_string(), extra.to_string()], inputs);
-        if let Some(prev) = self.manifest.step(id) {
-            if prev.status == StepStatus::Done
-                && prev.inputs_hash == hash
-                && expected_outputs.iter().all(|p| p.exists())
-            {
-                eprintln!("[{}] {id}: done earlier, skipped", self.count);
-                self.skipped.push(id.into());
-                return Ok(None);
-            }
+        if self.skip_if_done(id, &hash, expected_outputs) {
+            return Ok(None);
         }
         let started = Instant::now();
         let (value, outputs) = work()?;
@@ -233,6 +219,21 @@ impl<'a> Runner<'a> {
         eprintln!("[{}] {id}: done", self.count);
         self.ran.push(id.into());
         Ok(Some(value))
+    }
+
+    /// Whether `id` is recorded `done` with this hash and every output exists (then it is
+    /// counted as skipped).
+    fn skip_if_done(&mut self, id: &str, hash: &str, outputs: &[PathBuf]) -> bool {
+        let done = self.manifest.step(id).is_some_and(|prev| {
+            prev.status == StepStatus::Done
+                && prev.inputs_hash == hash
+                && outputs.iter().all(|p| p.exists())
+        });
+        if done {
+            eprintln!("[{}] {id}: done earlier, skipped", self.count);
+            self.skipped.push(id.into());
+        }
+        done
     }
 
     /// The hashes of every recorded step but `except`, in order (what the report depends on).

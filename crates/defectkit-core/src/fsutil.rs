@@ -7,6 +7,17 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// `p` joined to the current dir when it is relative (unchanged when that cannot be read).
+pub fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
 /// Path of the temporary sibling used while `path` is being written.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path

@@ -33,8 +33,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const SELECTION_FILE: &str = "selection.json";
 
 /// The stages, in the order they run.
-pub const STAGES: [&str; 9] = [
-    "data", "sweep", "select", "seeds", "export", "embed", "compare", "bench", "cluster",
+pub const STAGES: [&str; 10] = [
+    "data", "sweep", "select", "seeds", "export", "embed", "compare", "bench", "cluster", "report",
 ];
 
 /// `study.json`: the design as it ran.

@@ -111,16 +111,6 @@ pub fn sweep_dir(composed: &Composed, ctx: &ResolveContext) -> Result<PathBuf, C
     resolve_path(composed, "hydra.sweep.dir", ctx)
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|c| c.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
 /// Pick the directory for a job: in [`RunMode::Run`] `hydra.run.dir`, otherwise
 /// `sweep_dir/hydra.sweep.subdir`. A single run never reuses a folder that already holds a
 /// run (`.hydra/`): it takes `<dir>_1`, `<dir>_2`, … instead, so nothing is overwritten.
@@ -139,7 +129,7 @@ pub fn job_dir(
         }
         (RunMode::Run, _) => resolve_path(composed, "hydra.run.dir", ctx)?,
     };
-    let dir = absolute(&dir);
+    let dir = crate::fsutil::absolute(&dir);
     if mode == RunMode::Run && dir.join(".hydra").exists() {
         for i in 1.. {
             let mut name = dir.as_os_str().to_os_string();
