@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_norway::{Mapping, Value};
 
 use super::error::{composition, ConfigError};
-use super::overrides::{Override, OverrideKind, OverrideValue};
+use super::overrides::{Element, Override, OverrideKind, OverrideValue};
 
 /// Key of the framework's own node in the composed tree, removed from the job's config.
 pub const HYDRA_KEY: &str = "hydra";
@@ -179,10 +179,20 @@ impl ConfigRepo {
 
     /// True when `<dir>/<config_path>.yaml` exists.
     pub fn config_exists(&self, config_path: &str) -> bool {
-        !config_path.contains("..") && self.file(config_path).is_file()
+        config_path.is_empty() || (!config_path.contains("..") && self.file(config_path).is_file())
     }
 
+    /// The config at `config_path`; the empty path is no primary config at all (Hydra's
+    /// `config_name=None`): empty content, no defaults list.
     fn load(&self, config_path: &str) -> Result<LoadedConfig, ConfigError> {
+        if config_path.is_empty() {
+            return Ok(LoadedConfig {
+                header_package: None,
+                defaults: Vec::new(),
+                has_defaults: false,
+                content: Value::Mapping(Mapping::new()),
+            });
+        }
         if let Some(c) = self.cache.borrow().get(config_path) {
             return Ok(c.clone());
         }
@@ -225,8 +235,23 @@ fn parse_config_text(text: &str) -> Result<LoadedConfig, String> {
     if content.is_null() {
         content = Value::Mapping(Mapping::new());
     }
+    // OmegaConf.create makes a lone string `s` the mapping `{s: null}`.
+    if let Value::String(s) = &content {
+        let mut m = Mapping::new();
+        m.insert(Value::String(s.clone()), Value::Null);
+        content = Value::Mapping(m);
+    }
+    // A list is a valid config (merged at its package); it has no defaults list.
+    if content.is_sequence() {
+        return Ok(LoadedConfig {
+            header_package,
+            defaults: Vec::new(),
+            has_defaults: false,
+            content,
+        });
+    }
     let Value::Mapping(map) = &mut content else {
-        return Err("the top level must be a mapping".to_string());
+        return Err("the top level must be a mapping or a list".to_string());
     };
     let (defaults, has_defaults) = match map.shift_remove("defaults") {
         None => (Vec::new(), false),
@@ -417,14 +442,6 @@ struct TreeNode {
     children: Vec<TreeChild>,
 }
 
-fn option_string(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(super::pyrepr::python_str(other)),
-    }
-}
-
 /// Compose `config_name` from `repo` with the given overrides.
 ///
 /// In [`RunMode::Multirun`] sweep overrides are skipped (each job is composed later with
@@ -439,6 +456,11 @@ pub fn compose(
         return Err(composition(format!(
             "Cannot find primary config '{config_name}'. Check that it's in your config directory {}",
             repo.dir().display()
+        )));
+    }
+    if repo.load(config_name)?.content.is_sequence() {
+        return Err(composition(format!(
+            "primary config '{config_name}' must be a DictConfig, got ListConfig"
         )));
     }
     let mut defaults_ov = DefaultsOverrides::default();
@@ -458,7 +480,9 @@ pub fn compose(
                 }
             }
         }
-        if !repo.group_exists(&o.key) {
+        // A dict value is merged into the node even when the key names a group (Hydra).
+        let dict_value = matches!(o.element(), Some(Element::Dict(_)));
+        if dict_value || !repo.group_exists(&o.key) {
             if o.package.is_some() {
                 return Err(composition(format!(
                     "Override '{}': '{}' is not a config group, so it cannot take a package (@)",
@@ -470,7 +494,30 @@ pub fn compose(
         }
         let group = o.key.trim_matches('/').to_string();
         let key = o.key_element().trim_start_matches('/').to_string();
-        let value = o.element().and_then(option_string);
+        let value = match (o.kind, o.element()) {
+            (_, None) => None,
+            (_, Some(Element::Str(s) | Element::Quoted(s, _))) => Some(s.clone()),
+            (OverrideKind::Delete, Some(Element::Null)) => None,
+            (OverrideKind::Delete, Some(other)) => {
+                return Err(composition(format!(
+                    "Config group override deletion value must be a string : '{}' has {}",
+                    o.input,
+                    other.render()
+                )))
+            }
+            (_, Some(other)) => {
+                return Err(composition(format!(
+                    "Config group override must be a string or a list: '{}' has {}{}",
+                    o.input,
+                    other.render(),
+                    if matches!(other, Element::List(_)) {
+                        " (a list of options is not supported here)"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        };
         match o.kind {
             OverrideKind::Delete => defaults_ov.deletions.push((key, value, false)),
             OverrideKind::Add => defaults_ov.appends.push(DefaultEntry::Group {
@@ -554,6 +601,12 @@ pub fn compose(
     let mut cfg = Value::Mapping(cfg);
     for r in &results {
         let content = repo.load(&r.config_path)?.content;
+        if content.is_sequence() && r.package.is_empty() {
+            return Err(composition(format!(
+                "'{}' is a list and cannot be merged into the root of the config",
+                r.config_path
+            )));
+        }
         let placed = place_at_package(content, &r.package);
         merge(&mut cfg, placed);
     }
@@ -641,8 +694,105 @@ fn build_node(
         }
     }
 
+    // Entries are built last to first; a group entry whose option interpolates other
+    // groups' choices (`optional a_b: ${a}_${b}`) waits until those choices are known.
+    let mut built: Vec<Option<TreeChild>> = (0..defaults.len()).map(|_| None).collect();
+    let mut deferred: Vec<usize> = Vec::new();
+    for (idx, d) in defaults.iter().enumerate().rev() {
+        if let DefaultEntry::Group {
+            option: Some(o),
+            is_override: false,
+            ..
+        } = d
+        {
+            if o.contains("${") {
+                deferred.push(idx);
+                continue;
+            }
+        }
+        built[idx] = build_child(repo, d, config_path, group_dir, &package, ov, None)?;
+    }
+    if !deferred.is_empty() {
+        let choices: Vec<(String, String)> = built
+            .iter()
+            .filter_map(|c| match c {
+                Some(TreeChild::Node(n)) => n.choice.clone(),
+                _ => None,
+            })
+            .collect();
+        for idx in deferred {
+            let DefaultEntry::Group {
+                option: Some(o), ..
+            } = &defaults[idx]
+            else {
+                continue;
+            };
+            let resolved = interpolate_choice(o, &choices, group_dir, config_path)?;
+            built[idx] = build_child(
+                repo,
+                &defaults[idx],
+                config_path,
+                group_dir,
+                &package,
+                ov,
+                Some(resolved),
+            )?;
+        }
+    }
+    let children: Vec<TreeChild> = built.into_iter().flatten().collect();
+    Ok(TreeNode {
+        config_path: config_path.to_string(),
+        package,
+        choice: None,
+        children,
+    })
+}
+
+/// `${group}` in a defaults-list option, replaced by that group's choice in the same list.
+fn interpolate_choice(
+    option: &str,
+    choices: &[(String, String)],
+    group_dir: &str,
+    config_path: &str,
+) -> Result<String, ConfigError> {
+    let mut out = String::new();
+    let mut rest = option;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            return Err(composition(format!(
+                "In '{config_path}': unterminated interpolation in defaults entry '{option}'"
+            )));
+        };
+        let name = rest[i + 2..i + end].trim();
+        let abs = join_group(group_dir, name);
+        let Some((_, choice)) = choices.iter().find(|(k, _)| k == name || *k == abs) else {
+            return Err(composition(format!(
+                "In '{config_path}': could not resolve '${{{name}}}' in defaults entry \
+                 '{option}': no choice for group '{name}' in this defaults list"
+            )));
+        };
+        out.push_str(choice);
+        rest = &rest[i + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// One defaults-list entry as a child of the tree (`None` when it selects nothing);
+/// `resolved_option` replaces an interpolated option.
+fn build_child(
+    repo: &ConfigRepo,
+    d: &DefaultEntry,
+    config_path: &str,
+    group_dir: &str,
+    package: &str,
+    ov: &mut DefaultsOverrides,
+    resolved_option: Option<String>,
+) -> Result<Option<TreeChild>, ConfigError> {
+    let package = package.to_string();
     let mut children = Vec::new();
-    for d in defaults.iter().rev() {
+    {
         match d {
             DefaultEntry::SelfRef => children.push(TreeChild::SelfContent),
             DefaultEntry::Group {
@@ -663,15 +813,15 @@ fn build_node(
                     Some(e) if *e != default_pkg && !e.is_empty() => format!("{abs_group}@{e}"),
                     _ => abs_group.clone(),
                 };
-                let mut option = option.clone();
+                let mut option = resolved_option.or_else(|| option.clone());
                 if let Some(chosen) = ov.take(&key) {
                     option = chosen;
                 }
                 if ov.is_deleted(&key, option.as_deref()) {
-                    continue;
+                    return Ok(None);
                 }
                 let Some(opt) = option else {
-                    continue;
+                    return Ok(None);
                 };
                 if opt == "???" {
                     return Err(composition(format!(
@@ -682,7 +832,7 @@ fn build_node(
                 let child_path = format!("{abs_group}/{opt}");
                 if !repo.config_exists(&child_path) {
                     if *optional {
-                        continue;
+                        return Ok(None);
                     }
                     return Err(composition(format!(
                         "Could not find '{child_path}'\n\nAvailable options in '{abs_group}':\n{}",
@@ -707,7 +857,7 @@ fn build_node(
                 let abs = join_group(group_dir, path);
                 if !repo.config_exists(&abs) {
                     if *optional {
-                        continue;
+                        return Ok(None);
                     }
                     return Err(composition(format!(
                         "In '{config_path}': Could not load '{abs}'."
@@ -730,13 +880,7 @@ fn build_node(
             }
         }
     }
-    children.reverse();
-    Ok(TreeNode {
-        config_path: config_path.to_string(),
-        package,
-        choice: None,
-        children,
-    })
+    Ok(children.pop())
 }
 
 fn describe(d: &DefaultEntry) -> String {
@@ -894,10 +1038,16 @@ fn apply_value_override(cfg: &mut Value, o: &Override) -> Result<(), ConfigError
         )));
     }
     let value = match &o.value {
-        Some(OverrideValue::Element(v)) => Some(v.clone()),
+        Some(OverrideValue::Element(v)) => Some(v.to_yaml()),
         Some(OverrideValue::Sweep(_)) => unreachable_sweep(o)?,
         None => None,
     };
+    if value.as_ref().is_some_and(has_null_key) {
+        return Err(composition(format!(
+            "Error merging override {}: null is not a valid key of a config node",
+            o.input
+        )));
+    }
     let existing = select(cfg, key);
     match o.kind {
         OverrideKind::Delete => {
@@ -906,7 +1056,7 @@ fn apply_value_override(cfg: &mut Value, o: &Override) -> Result<(), ConfigError
                     "Could not delete from config. '{key}' does not exist."
                 )));
             };
-            if let Some(v) = &value {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_null()) {
                 if current != v {
                     return Err(composition(format!(
                         "Could not delete from config. The value of '{key}' is {} and not {}.",
@@ -964,6 +1114,15 @@ fn apply_value_override(cfg: &mut Value, o: &Override) -> Result<(), ConfigError
             update(cfg, key, value.unwrap_or(Value::Null), false)
                 .map_err(|e| composition(format!("Could not override '{key}': {e}")))
         }
+    }
+}
+
+/// Whether a mapping anywhere in `v` has a `null` key (OmegaConf refuses those).
+fn has_null_key(v: &Value) -> bool {
+    match v {
+        Value::Mapping(m) => m.iter().any(|(k, v)| k.is_null() || has_null_key(v)),
+        Value::Sequence(items) => items.iter().any(has_null_key),
+        _ => false,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod compose;
 pub mod detector;
 pub mod error;
 mod grammar;
+mod override_parser;
 pub mod interpolate;
 pub mod overrides;
 mod pyrepr;
@@ -54,7 +55,8 @@ pub struct Job {
 }
 
 impl Loader {
-    /// A loader over `config_dir/config_name.yaml` for the verb `job_name`.
+    /// A loader over `config_dir/config_name.yaml` for the verb `job_name`. An empty
+    /// `config_name` composes without a primary config (Hydra's `config_name=None`).
     pub fn new(config_dir: &Path, config_name: &str, job_name: &str) -> Result<Self, ConfigError> {
         Ok(Self {
             repo: ConfigRepo::open(config_dir)?,
@@ -88,7 +90,7 @@ impl Loader {
         let parsed = Self::parse(overrides)?;
         let mut base = compose::compose(&self.repo, &self.config_name, &parsed, RunMode::Multirun)?;
         rundir::fill_runtime(&mut base, &self.job_name, RunMode::Multirun, 0);
-        let job_lists = sweep::expand_jobs(&base, &parsed)?;
+        let job_lists = sweep::expand_jobs(&self.repo, &base, &parsed)?;
         let mut jobs = Vec::with_capacity(job_lists.len());
         for (num, list) in job_lists.into_iter().enumerate() {
             let job_ov = Self::parse(&list)?;

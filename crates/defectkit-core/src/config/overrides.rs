@@ -6,11 +6,10 @@
 //! types them: ints, floats, bools, `null`, quoted strings, lists `[1,2]`, dicts `{a: 1}`;
 //! `a,b,c`, `choice(a,b)` and `range(0,3)` are sweeps, only valid with `--multirun`.
 
-use serde_norway::{Number, Value};
+use serde_norway::Value;
 
 use super::error::ConfigError;
-use super::grammar::{classify_primitive, Parser};
-use super::pyrepr::python_float_repr;
+pub use super::override_parser::{Element, Num, OverrideValue, Quote, Sweep};
 
 /// What an override does to its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,15 +22,6 @@ pub enum OverrideKind {
     ForceAdd,
     /// `~key` or `~key=value`: delete.
     Delete,
-}
-
-/// The right-hand side of an override.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OverrideValue {
-    /// One value.
-    Element(Value),
-    /// Several values, one job each (`a,b`, `choice(a,b)`, `range(..)`).
-    Sweep(Vec<Value>),
 }
 
 /// One parsed override.
@@ -63,221 +53,82 @@ impl Override {
         matches!(self.value, Some(OverrideValue::Sweep(_)))
     }
 
-    /// The single value, if this is not a sweep.
-    pub fn element(&self) -> Option<&Value> {
+    /// The single value as parsed (quotes kept), if this is not a sweep.
+    pub fn element(&self) -> Option<&Element> {
         match &self.value {
             Some(OverrideValue::Element(v)) => Some(v),
             _ => None,
         }
     }
 
-    /// The same override with one value of its sweep, as a string Hydra would write in a job's
-    /// `overrides.yaml`.
-    pub fn with_value_string(&self, value: &Value) -> String {
-        let prefix = match self.kind {
+    /// The single value as it goes into the config (quoted strings become strings).
+    pub fn element_yaml(&self) -> Option<Value> {
+        self.element().map(Element::to_yaml)
+    }
+
+    /// The key with its prefix and package (`+db@backup`): Hydra's `get_key_element`, which
+    /// names an override in a sweep, so `~a` and `+a` are two entries.
+    pub fn prefixed_key(&self) -> String {
+        format!("{}{}", self.prefix(), self.key_element())
+    }
+
+    fn prefix(&self) -> &'static str {
+        match self.kind {
             OverrideKind::Change => "",
             OverrideKind::Add => "+",
             OverrideKind::ForceAdd => "++",
             OverrideKind::Delete => "~",
-        };
-        format!(
-            "{prefix}{}={}",
-            self.key_element(),
-            value_to_override_string(value)
-        )
+        }
     }
 
-    /// This override as Hydra writes it back (used for non-sweep overrides in job lists).
+    /// The same override with one value of its sweep, as Hydra's basic sweeper writes it
+    /// into a job's overrides (`key=value`, the value rendered back by Hydra's rules).
+    pub fn with_value_string(&self, value: &Element) -> String {
+        format!("{}{}={}", self.prefix(), self.key_element(), value.render())
+    }
+
+    /// This (non-sweep) override as the basic sweeper writes it into every job; `~key`
+    /// becomes `~key=null`, as in Hydra.
     pub fn canonical_string(&self) -> String {
         match self.element() {
-            Some(v) if !self.is_sweep() && self.kind != OverrideKind::Delete => {
-                self.with_value_string(v)
-            }
-            _ => self.input.clone(),
+            Some(v) => self.with_value_string(v),
+            None => self.with_value_string(&Element::Null),
         }
     }
 }
 
-/// Parse one override as typed on the command line.
+/// Parse one override as typed on the command line, with Hydra 1.3's grammar.
 pub fn parse_override(input: &str) -> Result<Override, ConfigError> {
-    let err = |reason: String| ConfigError::OverrideParse {
-        input: input.to_string(),
-        reason,
-    };
-    let trimmed = input.trim();
-    let (kind, rest) = if let Some(r) = trimmed.strip_prefix("++") {
-        (OverrideKind::ForceAdd, r)
-    } else if let Some(r) = trimmed.strip_prefix('+') {
-        (OverrideKind::Add, r)
-    } else if let Some(r) = trimmed.strip_prefix('~') {
-        (OverrideKind::Delete, r)
-    } else {
-        (OverrideKind::Change, trimmed)
-    };
-    let (key_part, value_part) = match rest.find('=') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    if value_part.is_none() && kind != OverrideKind::Delete {
-        return Err(err(
-            "expected KEY=VALUE (or ~KEY to delete a key); did you forget '='?".to_string(),
-        ));
-    }
-    let key_part = key_part.trim();
-    let (key, package) = match key_part.split_once('@') {
-        Some((k, p)) => (k.to_string(), Some(p.to_string())),
-        None => (key_part.to_string(), None),
-    };
-    if key.is_empty() {
-        return Err(err("the key is empty".to_string()));
-    }
-    if let Some(bad) = key
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '$')))
-    {
-        return Err(err(format!("invalid character '{bad}' in key '{key}'")));
-    }
-    if let Some(p) = &package {
-        if p.chars()
-            .any(|c| !(c.is_alphanumeric() || matches!(c, '_' | '.')))
-        {
-            return Err(err(format!("invalid package '{p}'")));
+    let parsed = super::override_parser::parse(input).map_err(|reason| {
+        let hint = if !input.contains('=') && !input.starts_with('~') {
+            "; expected KEY=VALUE (or ~KEY to delete a key): did you forget '='?"
+        } else {
+            ""
+        };
+        ConfigError::OverrideParse {
+            input: input.to_string(),
+            reason: format!("{reason}{hint}"),
         }
-    }
-    let value = match value_part {
-        None => None,
-        Some(text) => Some(parse_value(text).map_err(err)?),
+    })?;
+    let kind = match parsed.prefix {
+        "+" => OverrideKind::Add,
+        "++" => OverrideKind::ForceAdd,
+        "~" => OverrideKind::Delete,
+        _ => OverrideKind::Change,
     };
     Ok(Override {
         kind,
-        key,
-        package,
-        value,
+        key: parsed.key,
+        package: parsed.package,
+        value: parsed.value,
         input: input.to_string(),
     })
 }
 
-/// Parse the value side of an override: one element or a sweep.
+/// Parse the value side of an override (`1,2`, `[a, b]`, `choice(x, y)`).
 pub fn parse_value(text: &str) -> Result<OverrideValue, String> {
-    let mut p = Parser::new(text);
-    p.skip_ws();
-    if p.at_end() {
-        return Ok(OverrideValue::Element(Value::String(String::new())));
-    }
-    // Sweep functions.
-    for func in ["choice", "range"] {
-        if let Some(rest) = p.rest().strip_prefix(func) {
-            if rest.trim_start().starts_with('(') {
-                p.pos += func.len();
-                p.skip_ws();
-                p.expect('(')?;
-                let args = p.parse_seq(')')?;
-                p.skip_ws();
-                if !p.at_end() {
-                    return Err(format!("unexpected text after {func}(...)"));
-                }
-                return if func == "choice" {
-                    Ok(OverrideValue::Sweep(args))
-                } else {
-                    range_sweep(&args).map(OverrideValue::Sweep)
-                };
-            }
-        }
-    }
-    let mut items = vec![p.parse_element(&[','])?];
-    p.skip_ws();
-    while !p.at_end() {
-        p.expect(',')?;
-        items.push(p.parse_element(&[','])?);
-        p.skip_ws();
-    }
-    if items.len() == 1 {
-        Ok(OverrideValue::Element(items.pop().unwrap_or(Value::Null)))
-    } else {
-        Ok(OverrideValue::Sweep(items))
-    }
-}
-
-fn range_sweep(args: &[Value]) -> Result<Vec<Value>, String> {
-    let nums: Vec<f64> = args
-        .iter()
-        .map(|v| {
-            v.as_f64()
-                .ok_or_else(|| "range() takes numbers".to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    let all_int = args.iter().all(|v| v.as_i64().is_some());
-    let (start, stop, step) = match nums.as_slice() {
-        [stop] => (0.0, *stop, 1.0),
-        [start, stop] => (*start, *stop, 1.0),
-        [start, stop, step] => (*start, *stop, *step),
-        _ => return Err("range() takes 1 to 3 arguments".to_string()),
-    };
-    if step == 0.0 {
-        return Err("range() step must not be zero".to_string());
-    }
-    let mut out = Vec::new();
-    let mut x = start;
-    while (step > 0.0 && x < stop) || (step < 0.0 && x > stop) {
-        out.push(if all_int {
-            Value::Number(Number::from(x as i64))
-        } else {
-            Value::Number(Number::from(x))
-        });
-        x += step;
-        if out.len() > 100_000 {
-            return Err("range() too long".to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// Render a value back into override syntax (`[1, 2]`, `{a: 1}`, quoting strings that need it).
-pub fn value_to_override_string(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) if n.is_i64() => i.to_string(),
-            (_, Some(f)) => python_float_repr(f),
-            _ => n.to_string(),
-        },
-        Value::String(s) => {
-            let plain = !s.is_empty()
-                && matches!(classify_primitive(s), Value::String(_))
-                && !s.chars().any(|c| {
-                    matches!(
-                        c,
-                        ',' | '[' | ']' | '{' | '}' | '(' | ')' | '\'' | '"' | '=' | ':' | '\\'
-                    ) || c.is_whitespace()
-                });
-            if plain {
-                s.clone()
-            } else {
-                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-            }
-        }
-        Value::Sequence(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(value_to_override_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Value::Mapping(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!(
-                    "{}:{}",
-                    value_to_override_string(k),
-                    value_to_override_string(v)
-                ))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Value::Tagged(t) => value_to_override_string(&t.value),
-    }
+    super::override_parser::parse(&format!("x={text}"))
+        .map(|p| p.value.unwrap_or(OverrideValue::Element(Element::Str(String::new()))))
 }
 
 #[cfg(test)]
@@ -286,7 +137,7 @@ mod tests {
 
     fn el(s: &str) -> Value {
         match parse_value(s).unwrap() {
-            OverrideValue::Element(v) => v,
+            OverrideValue::Element(v) => v.to_yaml(),
             other => panic!("expected element, got {other:?}"),
         }
     }
@@ -328,23 +179,27 @@ mod tests {
         assert_eq!(m.get("b").unwrap().as_sequence().unwrap().len(), 2);
     }
 
+    fn sweep_values(s: &str) -> Vec<Value> {
+        match parse_value(s).unwrap() {
+            OverrideValue::Sweep(sw) => sw
+                .values(&Vec::new)
+                .unwrap()
+                .iter()
+                .map(Element::to_yaml)
+                .collect(),
+            other => panic!("expected a sweep, got {other:?}"),
+        }
+    }
+
     #[test]
     fn sweeps() {
+        assert_eq!(sweep_values("1,2,3"), vec![Value::from(1), 2.into(), 3.into()]);
         assert_eq!(
-            parse_value("1,2,3").unwrap(),
-            OverrideValue::Sweep(vec![1.into(), 2.into(), 3.into()])
+            sweep_values("choice(a, b)"),
+            vec![Value::from("a"), Value::from("b")]
         );
-        assert_eq!(
-            parse_value("choice(a, b)").unwrap(),
-            OverrideValue::Sweep(vec!["a".into(), "b".into()])
-        );
-        assert_eq!(
-            parse_value("range(1,4)").unwrap(),
-            OverrideValue::Sweep(vec![1.into(), 2.into(), 3.into()])
-        );
-        assert!(
-            matches!(parse_value("[1,2],[3]").unwrap(), OverrideValue::Sweep(v) if v.len() == 2)
-        );
+        assert_eq!(sweep_values("range(1,4)"), vec![Value::from(1), 2.into(), 3.into()]);
+        assert_eq!(sweep_values("[1,2],[3]").len(), 2);
     }
 
     #[test]
@@ -365,7 +220,7 @@ mod tests {
 
     #[test]
     fn parse_errors_point_at_the_override() {
-        for bad in ["a", "=1", "a=[1,2", "a={b:1", "a='x", "a b=1", "a=b=c"] {
+        for bad in ["a", "a=[1,2", "a={b:1", "a='x", "a b=1", "a=b=c"] {
             let e = parse_override(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
@@ -373,8 +228,11 @@ mod tests {
 
     #[test]
     fn values_render_back() {
-        for s in ["1", "x", "[1,2]", "'a b'", "null", "true", "0.001"] {
-            assert_eq!(value_to_override_string(&el(s)), s);
+        for s in ["1", "x", "[1,2]", "'a b'", "null", "0.001", r"a\ b"] {
+            let OverrideValue::Element(e) = parse_value(s).unwrap() else {
+                panic!("{s}")
+            };
+            assert_eq!(e.render(), s);
         }
     }
 }

@@ -7,13 +7,18 @@
 
 use serde_norway::Value;
 
-use super::compose::{select, Composed};
+use super::compose::{select, Composed, ConfigRepo};
 use super::error::ConfigError;
-use super::overrides::{parse_override, Override, OverrideKind, OverrideValue};
+use super::overrides::{parse_override, Override, OverrideValue};
 use super::pyrepr::python_str;
 
 /// The override list of every job of a sweep, in job-number order.
-pub fn expand_jobs(base: &Composed, cli: &[Override]) -> Result<Vec<Vec<String>>, ConfigError> {
+/// `repo` lists a group's options for `glob(..)` sweeps.
+pub fn expand_jobs(
+    repo: &ConfigRepo,
+    base: &Composed,
+    cli: &[Override],
+) -> Result<Vec<Vec<String>>, ConfigError> {
     let mut all: Vec<Override> = Vec::new();
     if let Some(Value::Mapping(params)) = select(&base.tree, "hydra.sweeper.params") {
         for (k, v) in params {
@@ -22,12 +27,15 @@ pub fn expand_jobs(base: &Composed, cli: &[Override]) -> Result<Vec<Vec<String>>
         }
     }
     for o in cli {
-        match all.iter_mut().find(|x| x.key_element() == o.key_element()) {
+        match all.iter_mut().find(|x| x.prefixed_key() == o.prefixed_key()) {
             Some(slot) => *slot = o.clone(),
             None => all.push(o.clone()),
         }
     }
-    let lists: Vec<Vec<String>> = all.iter().map(job_values).collect();
+    let lists: Vec<Vec<String>> = all
+        .iter()
+        .map(|o| job_values(repo, o))
+        .collect::<Result<_, _>>()?;
     let mut jobs: Vec<Vec<String>> = vec![Vec::new()];
     for list in &lists {
         let mut next = Vec::with_capacity(jobs.len() * list.len());
@@ -43,21 +51,30 @@ pub fn expand_jobs(base: &Composed, cli: &[Override]) -> Result<Vec<Vec<String>>
     Ok(jobs)
 }
 
-fn job_values(o: &Override) -> Vec<String> {
+/// One job entry per value of a sweep; a single entry otherwise (Hydra's `split_arguments`).
+fn job_values(repo: &ConfigRepo, o: &Override) -> Result<Vec<String>, ConfigError> {
     match &o.value {
-        Some(OverrideValue::Sweep(values)) => {
-            values.iter().map(|v| o.with_value_string(v)).collect()
+        Some(OverrideValue::Sweep(sweep)) => {
+            let group = o.key.clone();
+            let values = sweep
+                .values(&|| repo.options(&group))
+                .map_err(|reason| ConfigError::OverrideParse {
+                    input: o.input.clone(),
+                    reason,
+                })?;
+            Ok(values.iter().map(|v| o.with_value_string(v)).collect())
         }
-        _ if o.kind == OverrideKind::Delete && o.value.is_none() => {
-            vec![o.input.trim().to_string()]
-        }
-        _ => vec![o.canonical_string()],
+        _ => Ok(vec![o.canonical_string()]),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn repo() -> ConfigRepo {
+        ConfigRepo::open(&std::env::temp_dir()).unwrap()
+    }
 
     fn composed_with_params(params: &str) -> Composed {
         let tree: Value =
@@ -76,7 +93,7 @@ mod tests {
             .iter()
             .map(|s| parse_override(s).unwrap())
             .collect();
-        let jobs = expand_jobs(&composed_with_params("null"), &cli).unwrap();
+        let jobs = expand_jobs(&repo(), &composed_with_params("null"), &cli).unwrap();
         assert_eq!(jobs.len(), 6);
         assert_eq!(jobs[0], ["a=1", "b=x", "c=5"]);
         assert_eq!(jobs[1], ["a=1", "b=y", "c=5"]);
@@ -90,7 +107,7 @@ mod tests {
             .map(|s| parse_override(s).unwrap())
             .collect();
         let base = composed_with_params("{a: '1,2', b: '3,4'}");
-        let jobs = expand_jobs(&base, &cli).unwrap();
+        let jobs = expand_jobs(&repo(), &base, &cli).unwrap();
         assert_eq!(
             jobs,
             vec![
