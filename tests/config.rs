@@ -480,4 +480,35 @@ fn cli_config_verb_prints_raw_resolved_and_fails_clearly() {
 
     let (ok, out, _) = common::run_cli(&cwd, &["config", "--help"]);
     assert!(ok && out.contains("Examples"), "{out}");
+
+    // --no-validate shows a tree that does not fit the schema, then names what is wrong.
+    let (ok, out, err) = common::run_cli(
+        &cwd,
+        &[
+            "config",
+            "--no-validate",
+            "++trainer.typo=1",
+            "trainer.batch_size=0",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("typo: 1"), "{out}");
+    assert!(
+        err.contains("schema errors") && err.contains("typo"),
+        "{err}"
+    );
+    let (ok, out, err) =
+        common::run_cli(&cwd, &["config", "--no-validate", "trainer.batch_size=0"]);
+    assert!(ok && out.contains("batch_size: 0"), "{out}");
+    assert!(
+        err.contains("trainer.batch_size") && err.contains(">= 1"),
+        "{err}"
+    );
+    // Without it, every numeric rule is checked before anything runs.
+    let (ok, _, err) = common::run_cli(&cwd, &["config", "trainer.lr=-1", "trainer.batch_size=0"]);
+    assert!(!ok);
+    assert!(
+        err.contains("trainer.batch_size") && err.contains("trainer.lr"),
+        "{err}"
+    );
 }

@@ -717,3 +717,34 @@ fn assert_matches_snapshot(model_json: &Path, kind: ModelKind) {
     .unwrap();
     assert_eq!(got, want, "model.json differs from {}", fixture.display());
 }
+
+/// A model file whose own metadata is broken (here a zero `std`, which would divide every
+/// pixel by zero) is refused by `embed` up front, naming the file and the field, with no
+/// output written; it used to embed all-NaN vectors and exit 0.
+#[test]
+fn embed_refuses_a_model_whose_metadata_the_config_layer_would_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = onnxfile::testing::TinyModel::classifier(ModelKind::CnnScratch, 16, &["a"], 4);
+    let mut meta = tiny.metadata.clone();
+    meta.preprocess.std = [0.0, 0.224, 0.225];
+    let mut model = tiny.model.clone();
+    model.metadata_props.clear();
+    onnxfile::set_metadata_prop(&mut model, onnxfile::METADATA_KEY, &meta.to_json());
+    let path = dir.path().join("tampered.onnx");
+    onnxfile::write_model(&path, &model).unwrap();
+    let out = dir.path().join("out.h5");
+    let mut args = vec![
+        "embed".to_string(),
+        "--model".into(),
+        path.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(embed_overrides());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, stderr) = common::run_cli(&common::repo_root(), &args);
+    assert!(!ok, "a zero std was embedded");
+    assert!(stderr.contains("tampered.onnx"), "{stderr}");
+    assert!(stderr.contains("preprocess"), "{stderr}");
+    assert!(!out.exists(), "an output was written");
+}

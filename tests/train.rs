@@ -276,8 +276,49 @@ fn a_diverging_run_stops_with_a_clear_error() {
         ],
     ))
     .unwrap_err();
-    assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
-    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    let TrainError::NonFinite { last_good, .. } = &err else {
+        panic!("not a divergence error: {err}");
+    };
+    // It names a checkpoint only if one exists; otherwise it says there is none.
+    match last_good {
+        Some(p) => {
+            assert!(p.is_file(), "{err}");
+            assert!(err.to_string().contains("last good checkpoint"), "{err}");
+        }
+        None => assert!(
+            err.to_string()
+                .contains("before the first checkpoint was written"),
+            "{err}"
+        ),
+    }
+}
+
+#[test]
+fn nonsense_trainer_values_are_refused_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, (ov, key)) in [
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.lr=-0.1", "trainer.lr"),
+        ("trainer.max_epochs=0", "trainer.max_epochs"),
+        ("data.val_fraction=1.5", "data.val_fraction"),
+        ("trainer.weight_decay=nan", "trainer.weight_decay"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = tmp.path().join(format!("r{i}"));
+        let mut args = vec!["train".to_string()];
+        args.extend(tiny("cnn_scratch", &run, &[ov]));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = common::run_cli(tmp.path(), &args);
+        assert!(!ok, "{ov} trained");
+        assert!(err.contains(key), "{ov}: {err}");
+        assert!(err.contains("allowed"), "{ov}: {err}");
+        assert!(
+            !run.exists(),
+            "{ov}: a run dir was made before the config was checked"
+        );
+    }
 }
 
 #[test]
@@ -322,4 +363,71 @@ fn cli_sweep_writes_a_table() {
         "{table}"
     );
     assert!(sweep.join("0/summary.json").is_file() && sweep.join("1/summary.json").is_file());
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `data.strict=false` means warn and skip for training too: a corrupt training image is
+/// named in a warning, left out and listed in summary.json; `strict=true` refuses it.
+#[test]
+fn lenient_data_skips_a_corrupt_training_image_and_strict_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_tree(dataset(), &data);
+    let class_dir = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("train/good").is_dir())
+        .min()
+        .unwrap();
+    let victim = std::fs::read_dir(class_dir.join("train/good"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let bytes = std::fs::read(&victim).unwrap();
+    // A valid header, then garbage: the scan accepts it, decoding fails.
+    let mut broken = bytes[..bytes.len().min(64)].to_vec();
+    broken.extend(std::iter::repeat_n(0x5a, 256));
+    std::fs::write(&victim, broken).unwrap();
+
+    for (strict, run_name) in [(false, "lenient"), (true, "strict")] {
+        let run = tmp.path().join(run_name);
+        let mut args = vec!["train".to_string()];
+        args.extend(tiny(
+            "cnn_scratch",
+            &run,
+            &[&format!("data.strict={strict}"), "trainer.max_epochs=1"],
+        ));
+        args.push(format!("data.root={}", data.display()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = common::run_cli(tmp.path(), &args);
+        let name = victim.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            err.contains(&name),
+            "strict={strict}: the file is not named: {err}"
+        );
+        if strict {
+            assert!(!ok, "strict=true trained over a corrupt image");
+        } else {
+            assert!(ok, "strict=false failed: {err}");
+            let summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
+                    .unwrap();
+            let skipped = summary["skipped_images"].as_array().unwrap();
+            assert_eq!(skipped.len(), 1, "{summary}");
+            assert!(skipped[0].as_str().unwrap().ends_with(&name), "{summary}");
+        }
+    }
 }

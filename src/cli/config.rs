@@ -20,6 +20,10 @@ pub struct ConfigArgs {
     /// Print the final defaults list (which config was merged at which package) instead.
     #[arg(long)]
     defaults: bool,
+    /// Print the tree even when it does not match defectkit's schema (handy while writing a
+    /// new conf group), then list the schema errors on stderr and exit 0.
+    #[arg(long)]
+    no_validate: bool,
     #[command(flatten)]
     overrides: OverrideArgs,
 }
@@ -39,9 +43,15 @@ pub fn run(loader: &Loader, multirun: bool, args: ConfigArgs) -> Result<()> {
     print_composed(loader, &composed, &args)?;
     if !args.hydra && !args.defaults {
         // Validate so that typos surface here too, after the tree was shown.
-        loader
-            .typed(&composed)
-            .context("the composed configuration does not match defectkit's schema")?;
+        let typed = loader.typed(&composed);
+        match typed {
+            Err(e) if args.no_validate => {
+                eprintln!("schema errors (not fatal with --no-validate):\n  {e}");
+            }
+            other => {
+                other.context("the composed configuration does not match defectkit's schema")?;
+            }
+        }
     }
     Ok(())
 }

@@ -77,7 +77,9 @@ fn to_json(v: &Value) -> Json {
         }
         Value::String(s) => json!(s),
         Value::Sequence(items) => Json::Array(items.iter().map(to_json).collect()),
-        Value::Mapping(m) => json!({"map": m.iter().map(|(k, v)| json!([to_json(k), to_json(v)])).collect::<Vec<_>>()}),
+        Value::Mapping(m) => {
+            json!({"map": m.iter().map(|(k, v)| json!([to_json(k), to_json(v)])).collect::<Vec<_>>()})
+        }
         Value::Tagged(t) => to_json(&t.value),
     }
 }
@@ -147,9 +149,7 @@ fn differences(run: &Json, part: &str, ours: &Json) -> Vec<String> {
         }
     }
     match (theirs.get("resolved"), ours.get("resolved")) {
-        (Some(t), Some(o)) if t != o => {
-            out.push(format!("resolved differs: ours {o} / hydra {t}"))
-        }
+        (Some(t), Some(o)) if t != o => out.push(format!("resolved differs: ours {o} / hydra {t}")),
         (Some(_), None) => out.push(format!("we failed to resolve: {}", ours["resolve_error"])),
         (None, Some(_)) if part == "single" => out.push(format!(
             "hydra failed to resolve ({}) but we did",
@@ -205,11 +205,15 @@ fn hydra_own_test_inputs_agree_with_hydra_core() {
                 theirs[part] = sorted_jobs(run[part].clone());
                 if theirs[part].get("raw").is_some() {
                     // A shuffled list's order is random: only success is compared.
-                    theirs[part].as_object_mut().map(|o| o.retain(|k, _| k == "ok"));
+                    if let Some(o) = theirs[part].as_object_mut() {
+                        o.retain(|k, _| k == "ok");
+                    }
                 }
                 let mut ours = sorted_jobs(ours);
                 if ours.get("raw").is_some() {
-                    ours.as_object_mut().map(|o| o.retain(|k, _| k == "ok"));
+                    if let Some(o) = ours.as_object_mut() {
+                        o.retain(|k, _| k == "ok");
+                    }
                 }
                 differences(&theirs, part, &ours)
             } else {

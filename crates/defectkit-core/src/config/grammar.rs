@@ -1,7 +1,7 @@
-//! Hydra 1.3's value grammar (`OverrideParser.g4`'s `element`): the recursive-descent
-//! [`Parser`] for override values and interpolation arguments, and how an unquoted primitive
-//! is typed ([`classify_primitive`]). Shared by [`super::overrides`] and
-//! [`super::interpolate`], which depend on it and not on each other.
+//! The value grammar of interpolation arguments (`${oc.env:VAR,default}`, resolver
+//! arguments): a recursive-descent [`Parser`] and how an unquoted primitive is typed
+//! ([`classify_primitive`]), used by [`super::interpolate`]. Command-line overrides have their
+//! own, exact port of Hydra's grammar in [`super::override_parser`].
 
 use serde_norway::{Mapping, Number, Value};
 

@@ -368,7 +368,9 @@ fn value_token(s: &[u8], i: usize) -> Option<(Kind, usize)> {
         (Kind::Null, word_ci(s, i, "null")),
         (
             Kind::UnquotedChar,
-            s.get(i).filter(|b| b"/-\\+.$%*@?|".contains(b)).map(|_| i + 1),
+            s.get(i)
+                .filter(|b| b"/-\\+.$%*@?|".contains(b))
+                .map(|_| i + 1),
         ),
         (Kind::Id, id_end(s, i, false)),
         (Kind::Esc, esc_end(s, i)),
@@ -565,7 +567,10 @@ impl<'a> TokenParser<'a> {
                     self.pos += 1;
                 }
                 if self.pos == start {
-                    return Err(format!("no viable alternative at input {}", self.next_text()));
+                    return Err(format!(
+                        "no viable alternative at input {}",
+                        self.next_text()
+                    ));
                 }
                 primitive(&self.toks[start..self.pos]).map(Arg::El)
             }
@@ -590,7 +595,10 @@ impl<'a> TokenParser<'a> {
             self.pos += 1;
         }
         if self.pos == start {
-            return Err(format!("no viable alternative at input {}", self.next_text()));
+            return Err(format!(
+                "no viable alternative at input {}",
+                self.next_text()
+            ));
         }
         primitive(&self.toks[start..self.pos])
     }
@@ -636,12 +644,8 @@ impl<'a> TokenParser<'a> {
             .into_iter()
             .map(|(k, v)| (k, unquote_top(v)))
             .collect();
-        eval_function(&name, args, kwargs).map_err(|e| {
-            format!(
-                "{e} while evaluating '{}'",
-                text.replace([' ', '\t'], "")
-            )
-        })
+        eval_function(&name, args, kwargs)
+            .map_err(|e| format!("{e} while evaluating '{}'", text.replace([' ', '\t'], "")))
     }
 }
 
@@ -815,7 +819,10 @@ pub fn parse(input: &str) -> Result<ParsedOverride, String> {
             } else {
                 let v = p.value()?;
                 if p.peek().is_some() {
-                    return Err(format!("extraneous input {} expecting <EOF>", p.next_text()));
+                    return Err(format!(
+                        "extraneous input {} expecting <EOF>",
+                        p.next_text()
+                    ));
                 }
                 Some(v)
             }
@@ -894,7 +901,9 @@ fn bind(
     }
     for (k, v) in kwargs {
         let Some(i) = params.iter().position(|p| *p == k) else {
-            return Err(format!("TypeError: got an unexpected keyword argument '{k}'"));
+            return Err(format!(
+                "TypeError: got an unexpected keyword argument '{k}'"
+            ));
         };
         if named[i].is_some() {
             return Err(format!("TypeError: multiple values for argument '{k}'"));
@@ -1505,7 +1514,10 @@ fn sort_one(a: Arg, reverse: bool) -> Result<Arg, String> {
                 shuffle,
             }))
         }
-        other => Err(format!("TypeError: Invalid arguments: {}", arg_type(&other))),
+        other => Err(format!(
+            "TypeError: Invalid arguments: {}",
+            arg_type(&other)
+        )),
     }
 }
 
@@ -1869,7 +1881,10 @@ fn with_quotes(text: &str, quote: Quote) -> String {
             let n = j - i;
             // Backslashes before a quote, or at the very end (before the closing quote).
             let before_quote = j == chars.len() || chars[j] == qc;
-            out.extend(std::iter::repeat_n('\\', if before_quote { 2 * n } else { n }));
+            out.extend(std::iter::repeat_n(
+                '\\',
+                if before_quote { 2 * n } else { n },
+            ));
             i = j;
         } else if chars[i] == qc {
             out.push('\\');
@@ -1913,10 +1928,16 @@ mod tests {
 
     #[test]
     fn escapes_follow_hydra() {
-        assert_eq!(el(r"c:\foo\a-b.txt"), Element::Str(r"c:\foo\a-b.txt".into()));
+        assert_eq!(
+            el(r"c:\foo\a-b.txt"),
+            Element::Str(r"c:\foo\a-b.txt".into())
+        );
         assert_eq!(el(r"a\,b"), Element::Str("a,b".into()));
         assert_eq!(el(r"\ ab\ "), Element::Str(" ab ".into()));
-        assert_eq!(el(r"'a\\b'"), Element::Quoted(r"a\\b".into(), Quote::Single));
+        assert_eq!(
+            el(r"'a\\b'"),
+            Element::Quoted(r"a\\b".into(), Quote::Single)
+        );
         assert_eq!(el(r"'a\'b'"), Element::Quoted("a'b".into(), Quote::Single));
         assert_eq!(el(r"'a\\'"), Element::Quoted(r"a\".into(), Quote::Single));
     }

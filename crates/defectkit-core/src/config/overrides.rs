@@ -1,4 +1,4 @@
-//! Command-line overrides, parsed with Hydra 1.3's grammar.
+//! Command-line overrides, parsed with Hydra 1.3's grammar ([`super::override_parser`]).
 //!
 //! Forms: `key=value` (change; the key must exist), `+key=value` (add; must not exist),
 //! `++key=value` (add or change), `~key` / `~key=value` (delete). A key naming a config group
@@ -127,8 +127,10 @@ pub fn parse_override(input: &str) -> Result<Override, ConfigError> {
 
 /// Parse the value side of an override (`1,2`, `[a, b]`, `choice(x, y)`).
 pub fn parse_value(text: &str) -> Result<OverrideValue, String> {
-    super::override_parser::parse(&format!("x={text}"))
-        .map(|p| p.value.unwrap_or(OverrideValue::Element(Element::Str(String::new()))))
+    super::override_parser::parse(&format!("x={text}")).map(|p| {
+        p.value
+            .unwrap_or(OverrideValue::Element(Element::Str(String::new())))
+    })
 }
 
 #[cfg(test)]
@@ -193,12 +195,18 @@ mod tests {
 
     #[test]
     fn sweeps() {
-        assert_eq!(sweep_values("1,2,3"), vec![Value::from(1), 2.into(), 3.into()]);
+        assert_eq!(
+            sweep_values("1,2,3"),
+            vec![Value::from(1), 2.into(), 3.into()]
+        );
         assert_eq!(
             sweep_values("choice(a, b)"),
             vec![Value::from("a"), Value::from("b")]
         );
-        assert_eq!(sweep_values("range(1,4)"), vec![Value::from(1), 2.into(), 3.into()]);
+        assert_eq!(
+            sweep_values("range(1,4)"),
+            vec![Value::from(1), 2.into(), 3.into()]
+        );
         assert_eq!(sweep_values("[1,2],[3]").len(), 2);
     }
 

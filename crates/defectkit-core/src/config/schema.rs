@@ -320,6 +320,155 @@ impl Config {
                 reason,
             }
         })
+        .and_then(|cfg: Config| cfg.validate().map(|()| cfg))
+    }
+
+    /// The checks serde cannot make: every numeric range, the preprocessing spec, and the
+    /// detector, cluster and quantize groups' own rules. Run on every composed config (so
+    /// every verb refuses `trainer.batch_size=0` before any work starts) and on every config
+    /// read back from a run dir. The error names the key, its value and what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut rules = Rules::default();
+        let d = &self.data;
+        rules.range("data.val_fraction", d.val_fraction, 0.0, false, 1.0, false);
+        if let Err(e) = d.preprocess.validate() {
+            rules.fail("data.preprocess", format!("{e}"));
+        }
+        match &self.model {
+            ModelConfig::CnnScratch(m) => {
+                rules.positive("model.width", m.width);
+                rules.head(&m.head);
+            }
+            ModelConfig::CnnDistilled(m) => {
+                rules.positive("model.width", m.width);
+                rules.head(&m.head);
+                rules.range("model.distill.alpha", m.distill.alpha, 0.0, true, 1.0, true);
+                rules.range(
+                    "model.distill.temperature",
+                    m.distill.temperature,
+                    0.0,
+                    false,
+                    f64::INFINITY,
+                    false,
+                );
+                rules.non_negative("model.distill.beta", m.distill.beta);
+                if m.teacher.arch != "resnet18" {
+                    rules.fail(
+                        "model.teacher.arch",
+                        format!("is {:?}; allowed: \"resnet18\"", m.teacher.arch),
+                    );
+                }
+                rules.positive("model.teacher.train_epochs", m.teacher.train_epochs);
+            }
+            ModelConfig::UnetAe(m) => {
+                rules.positive("model.depth", m.depth);
+                if m.depth > 8 {
+                    rules.fail("model.depth", format!("is {}; allowed: 1 to 8", m.depth));
+                }
+                rules.positive("model.base_width", m.base_width);
+                rules.positive("model.latent_dim", m.latent_dim);
+                rules.range("model.ssim_weight", m.ssim_weight, 0.0, true, 1.0, true);
+            }
+        }
+        let t = &self.trainer;
+        rules.positive("trainer.max_epochs", t.max_epochs);
+        rules.positive("trainer.batch_size", t.batch_size);
+        rules.range("trainer.lr", t.lr, 0.0, false, f64::INFINITY, false);
+        rules.non_negative("trainer.weight_decay", t.weight_decay);
+        if let Some(clip) = t.gradient_clip {
+            rules.range(
+                "trainer.gradient_clip",
+                clip,
+                0.0,
+                false,
+                f64::INFINITY,
+                false,
+            );
+        }
+        if t.early_stopping.monitor.trim().is_empty() {
+            rules.fail(
+                "trainer.early_stopping.monitor",
+                "is empty; allowed: a metric name such as val/loss".into(),
+            );
+        }
+        rules.non_negative(
+            "trainer.early_stopping.min_delta",
+            t.early_stopping.min_delta,
+        );
+        if let LoggerConfig::Wandb { mode, .. } = &self.logger {
+            if !["online", "offline", "disabled"].contains(&mode.as_str()) {
+                rules.fail(
+                    "logger.mode",
+                    format!("is {mode:?}; allowed: online, offline or disabled"),
+                );
+            }
+        }
+        for (group, result) in [
+            ("detector", self.detector.validate()),
+            ("cluster", self.cluster.validate()),
+            ("quantize", self.quantize.validate()),
+        ] {
+            if let Err(e) = result {
+                rules.fail(group, e);
+            }
+        }
+        rules.finish()
+    }
+}
+
+/// Collects every broken rule, so that one run names them all.
+#[derive(Default)]
+struct Rules {
+    broken: Vec<(String, String)>,
+}
+
+impl Rules {
+    fn fail(&mut self, path: &str, reason: String) {
+        self.broken.push((path.to_string(), reason));
+    }
+
+    fn positive(&mut self, path: &str, v: usize) {
+        if v == 0 {
+            self.fail(path, "is 0; allowed: an integer >= 1".into());
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, v: f64) {
+        self.range(path, v, 0.0, true, f64::INFINITY, false);
+    }
+
+    /// `v` finite and within (or at, where inclusive) the bounds.
+    fn range(&mut self, path: &str, v: f64, lo: f64, lo_inc: bool, hi: f64, hi_inc: bool) {
+        let above = if lo_inc { v >= lo } else { v > lo };
+        let below = if hi_inc { v <= hi } else { v < hi };
+        if !(v.is_finite() && above && below) {
+            let lo_s = format!("{}{lo}", if lo_inc { ">= " } else { "> " });
+            let allowed = if hi.is_infinite() {
+                format!("a finite number {lo_s}")
+            } else {
+                format!(
+                    "a number {lo_s} and {}{hi}",
+                    if hi_inc { "<= " } else { "< " }
+                )
+            };
+            self.fail(path, format!("is {v}; allowed: {allowed}"));
+        }
+    }
+
+    fn head(&mut self, head: &HeadConfig) {
+        self.range("model.head.dropout", head.dropout, 0.0, true, 1.0, false);
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        let mut broken = self.broken.into_iter();
+        let Some((path, reason)) = broken.next() else {
+            return Ok(());
+        };
+        let more: Vec<String> = broken.map(|(p, r)| format!("\n  also {p}: {r}")).collect();
+        Err(ConfigError::Schema {
+            path,
+            reason: format!("{reason}{}", more.concat()),
+        })
     }
 }
 

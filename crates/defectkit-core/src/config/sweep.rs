@@ -27,7 +27,10 @@ pub fn expand_jobs(
         }
     }
     for o in cli {
-        match all.iter_mut().find(|x| x.prefixed_key() == o.prefixed_key()) {
+        match all
+            .iter_mut()
+            .find(|x| x.prefixed_key() == o.prefixed_key())
+        {
             Some(slot) => *slot = o.clone(),
             None => all.push(o.clone()),
         }
@@ -56,12 +59,12 @@ fn job_values(repo: &ConfigRepo, o: &Override) -> Result<Vec<String>, ConfigErro
     match &o.value {
         Some(OverrideValue::Sweep(sweep)) => {
             let group = o.key.clone();
-            let values = sweep
-                .values(&|| repo.options(&group))
-                .map_err(|reason| ConfigError::OverrideParse {
+            let values = sweep.values(&|| repo.options(&group)).map_err(|reason| {
+                ConfigError::OverrideParse {
                     input: o.input.clone(),
                     reason,
-                })?;
+                }
+            })?;
             Ok(values.iter().map(|v| o.with_value_string(v)).collect())
         }
         _ => Ok(vec![o.canonical_string()]),

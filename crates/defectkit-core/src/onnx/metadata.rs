@@ -154,8 +154,39 @@ impl ModelMetadata {
         serde_json::to_string_pretty(self).expect("metadata serializes")
     }
 
-    /// Parses the JSON written by [`ModelMetadata::to_json`].
+    /// Parses the JSON written by [`ModelMetadata::to_json`] and checks it as the config
+    /// layer checks its own values: a tampered or hand-written file with, say, `std: 0` in
+    /// its preprocessing spec is refused here, naming the field, instead of producing NaN
+    /// embeddings later.
     pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(s)
+        let meta: Self = serde_json::from_str(s)?;
+        meta.validate()
+            .map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(meta)
+    }
+
+    /// The checks serde cannot make: a valid preprocessing spec, an input shape that is
+    /// what that spec produces, a non-empty embedding and class list.
+    pub fn validate(&self) -> Result<(), String> {
+        self.preprocess
+            .validate()
+            .map_err(|e| format!("field preprocess: {e}"))?;
+        let side = self.preprocess.input_size() as usize;
+        if self.input_shape != [3, side, side] {
+            return Err(format!(
+                "field input_shape: is {:?}, but the preprocessing spec gives [3, {side}, {side}]",
+                self.input_shape
+            ));
+        }
+        if self.embedding_dim == 0 {
+            return Err("field embedding_dim: is 0; allowed: >= 1".to_string());
+        }
+        if self.classes.is_empty() {
+            return Err("field classes: is empty; a model knows at least one class".to_string());
+        }
+        if self.outputs.is_empty() {
+            return Err("field outputs: is empty".to_string());
+        }
+        Ok(())
     }
 }

@@ -51,6 +51,10 @@ pub struct RunSummary {
     /// before it was recorded).
     #[serde(default)]
     pub classes: Vec<String>,
+    /// Images left out because they could not be decoded (only with `data.strict=false`;
+    /// with `strict=true` they are errors). Empty in runs made before it was recorded.
+    #[serde(default)]
+    pub skipped_images: Vec<PathBuf>,
 }
 
 impl RunSummary {

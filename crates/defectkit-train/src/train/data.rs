@@ -63,6 +63,10 @@ pub struct ImageDataModule {
     index: Option<Index>,
     splits: [Vec<Sample>; 3],
     cache: ImageCache,
+    /// Images dropped at setup because they do not decode (`data.strict=false`).
+    skipped: Vec<PathBuf>,
+    /// A warning per dropped image, naming it.
+    skip_warnings: Vec<String>,
 }
 
 fn slot(split: Split) -> usize {
@@ -87,6 +91,8 @@ impl ImageDataModule {
             index: None,
             splits: [Vec::new(), Vec::new(), Vec::new()],
             cache,
+            skipped: Vec::new(),
+            skip_warnings: Vec::new(),
         })
     }
 
@@ -100,12 +106,47 @@ impl ImageDataModule {
         &self.splits[slot(split)]
     }
 
-    /// Warnings from scanning (missing masks, ignored files, …).
-    pub fn warnings(&self) -> &[String] {
-        self.index
+    /// Warnings from scanning (missing masks, ignored files, …) and from dropping corrupt
+    /// images.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .index
             .as_ref()
-            .map(|i| i.warnings.as_slice())
-            .unwrap_or(&[])
+            .map(|i| i.warnings.clone())
+            .unwrap_or_default();
+        w.extend(self.skip_warnings.iter().cloned());
+        w
+    }
+
+    /// Images dropped at setup because they do not decode (only with `data.strict=false`).
+    pub fn skipped(&self) -> &[PathBuf] {
+        &self.skipped
+    }
+
+    /// With `data.strict=false` (warn and skip, as documented): decode every image once and
+    /// drop those that fail, so that one corrupt file cannot abort training mid-epoch. The
+    /// decoded images stay in the cache when it is on, so this costs no extra decoding then.
+    fn drop_undecodable(&mut self) {
+        for split in [Split::Train, Split::Val, Split::Test] {
+            let samples = std::mem::take(&mut self.splits[slot(split)]);
+            let paths: Vec<&std::path::Path> = samples.iter().map(|s| s.path.as_path()).collect();
+            let results = self.cache.load_many(&paths);
+            let mut kept = Vec::with_capacity(samples.len());
+            for (sample, result) in samples.into_iter().zip(results) {
+                match result {
+                    Ok(_) => kept.push(sample),
+                    Err(e) => {
+                        self.skip_warnings.push(format!(
+                            "skipped {} image {} (data.strict=false): {e}",
+                            split.as_str(),
+                            sample.path.display()
+                        ));
+                        self.skipped.push(sample.path.clone());
+                    }
+                }
+            }
+            self.splits[slot(split)] = kept;
+        }
     }
 }
 
@@ -120,6 +161,9 @@ impl DataModule for ImageDataModule {
         let index = Index::scan(&self.cfg.root, &opts)?;
         for split in [Split::Train, Split::Val, Split::Test] {
             self.splits[slot(split)] = index.split(split).cloned().collect();
+        }
+        if !self.cfg.strict {
+            self.drop_undecodable();
         }
         if self.splits[0].is_empty() {
             return Err(TrainError::Data(format!(

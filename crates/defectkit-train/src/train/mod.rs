@@ -51,8 +51,9 @@ pub enum TrainError {
     Weights(#[from] crate::models::WeightsError),
     /// The loss became NaN or infinite.
     #[error(
-        "the loss became {value} at epoch {epoch}, step {step}; training stopped. The last good \
-         checkpoint is {last_good} (lower trainer.lr or set trainer.gradient_clip)"
+        "the loss became {value} at epoch {epoch}, step {step}; training stopped. {} \
+         (lower trainer.lr or set trainer.gradient_clip)",
+        last_good_sentence(.last_good)
     )]
     NonFinite {
         /// Epoch (0-based).
@@ -61,8 +62,8 @@ pub enum TrainError {
         step: usize,
         /// The offending loss value.
         value: f64,
-        /// The last checkpoint written before it.
-        last_good: PathBuf,
+        /// The last checkpoint written before it; `None` when none was written yet.
+        last_good: Option<PathBuf>,
     },
     /// Writing a figure or file failed.
     #[error("{0}")]
@@ -281,6 +282,7 @@ pub fn run_task<T: TaskModule>(
         metrics,
         best_checkpoint: PathBuf::from("checkpoints/best.bpk"),
         classes: ctx.data.class_names().to_vec(),
+        skipped_images: ctx.data.skipped().to_vec(),
     };
     summary
         .write(ctx.run_dir)
@@ -304,4 +306,14 @@ fn continue_metrics(r: &ResumePoint, run_dir: &Path) -> Result<(), TrainError> {
         w.rewind_to_epoch(r.state.epoch)?;
     }
     Ok(())
+}
+
+/// How a divergence error points at what is left: the last checkpoint, or that there is none.
+fn last_good_sentence(last_good: &Option<PathBuf>) -> String {
+    match last_good {
+        Some(p) => format!("The last good checkpoint is {}", p.display()),
+        None => "It diverged before the first checkpoint was written, so there is nothing to \
+                 resume from"
+            .to_string(),
+    }
 }

@@ -287,7 +287,7 @@ pub fn fit<T: TaskModule, D: DataModule>(
                     epoch,
                     step: global_step,
                     value: value as f64,
-                    last_good: ckpt.join("last.bpk"),
+                    last_good: Some(ckpt.join("last.bpk")).filter(|p| p.is_file()),
                 });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
