@@ -1521,23 +1521,28 @@ fn sort_one(a: Arg, reverse: bool) -> Result<Arg, String> {
     }
 }
 
+// Integer arithmetic falls back to floats where i64 would overflow (Python's ints do not).
 fn num_abs(n: Num) -> Num {
     match n {
-        Num::Int(i) => Num::Int(i.abs()),
+        Num::Int(i) => i
+            .checked_abs()
+            .map_or(Num::Float((i as f64).abs()), Num::Int),
         Num::Float(f) => Num::Float(f.abs()),
     }
 }
 
 fn num_neg(n: Num) -> Num {
     match n {
-        Num::Int(i) => Num::Int(-i),
+        Num::Int(i) => i.checked_neg().map_or(Num::Float(-(i as f64)), Num::Int),
         Num::Float(f) => Num::Float(-f),
     }
 }
 
 fn num_add(a: Num, b: Num) -> Num {
     match (a, b) {
-        (Num::Int(x), Num::Int(y)) => Num::Int(x + y),
+        (Num::Int(x), Num::Int(y)) => x
+            .checked_add(y)
+            .map_or(Num::Float(x as f64 + y as f64), Num::Int),
         _ => Num::Float(num_f64(a) + num_f64(b)),
     }
 }

@@ -183,6 +183,11 @@ pub fn read_run_config(run_dir: &Path) -> Result<(Config, String), ConfigError> 
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let resolved = resolve_tree(&tree, &ResolveContext::default())?;
-    Ok((Config::from_tree(resolved)?, text))
+    // Every error names the damaged file, not only the key.
+    let in_file = |e: ConfigError| ConfigError::Invalid {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let resolved = resolve_tree(&tree, &ResolveContext::default()).map_err(in_file)?;
+    Ok((Config::from_tree(resolved).map_err(in_file)?, text))
 }
