@@ -8,7 +8,9 @@
 //! modules are re-exported under their own names, so `defectkit::config`,
 //! `defectkit::train` or `defectkit::runtime` work without naming the member crates.
 
-pub use defectkit_core::{config, data, fsutil, logging, metrics, onnx, paths, plot, run};
+pub use defectkit_core::{
+    config, data, fsutil, interrupt, logging, metrics, onnx, paths, plot, run,
+};
 
 pub mod study;
 pub use defectkit_deploy::{

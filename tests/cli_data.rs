@@ -93,3 +93,75 @@ fn check_errors_are_clear() {
     let (ok, _, stderr) = run_cli(&cwd, &["-m", "data", "check"]);
     assert!(!ok && stderr.contains("multirun"), "{stderr}");
 }
+
+/// Every file under `dir` whose name marks it as a temporary or partial write.
+fn leftovers(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.contains(".tmp") || name.contains(".partial-") || name.contains(".old-") {
+            out.push(p.clone());
+        }
+        if p.is_dir() {
+            out.extend(leftovers(&p));
+        }
+    }
+    out
+}
+
+/// Ctrl-C during `data synth` stops it, removes the partial set, leaves the old set as it
+/// was and exits 130; a later run removes what a killed (not interrupted) run left.
+#[test]
+fn interrupted_synth_leaves_nothing_and_stale_leftovers_are_cleared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("set");
+    // A killed writer's leftovers (a pid that cannot exist).
+    let stale = tmp.path().join("set.partial-99999999");
+    fs::create_dir_all(stale.join("bottle")).unwrap();
+    fs::write(tmp.path().join(".x.json.tmp-99999999"), b"x").unwrap();
+    let mut child = std::process::Command::new(common::defectkit_bin())
+        .args([
+            "data",
+            "synth",
+            "--out",
+            &out.display().to_string(),
+            "data.synth.image_size=512",
+            "data.synth.train_good=400",
+        ])
+        .current_dir(tmp.path())
+        .env("DEFECTKIT_ROOT", tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the partial set is being written, then press Ctrl-C.
+    let mine = format!("set.partial-{}", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !tmp.path().join(&mine).join("bottle/train/good").is_dir() {
+        assert!(std::time::Instant::now() < deadline, "synth never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: sends SIGINT to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!out.exists(), "a half set was left at {}", out.display());
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "{:?}",
+        leftovers(tmp.path())
+    );
+    assert!(
+        err.contains("no longer exists"),
+        "stale leftovers not reported: {err}"
+    );
+}

@@ -431,3 +431,67 @@ fn lenient_data_skips_a_corrupt_training_image_and_strict_refuses_it() {
         }
     }
 }
+
+/// Ctrl-C during `train` stops after the running batch with exit 130: no temporary file is
+/// left, the finished epochs' checkpoints are intact (and resumable), no summary is written.
+#[test]
+fn interrupted_training_keeps_finished_epochs_and_leaves_no_temp_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args = vec!["train".to_string()];
+    args.extend(tiny(
+        "cnn_scratch",
+        &run,
+        &[
+            "trainer.max_epochs=100000",
+            "trainer.batch_size=2",
+            "trainer.early_stopping.patience=100000",
+        ],
+    ));
+    let mut child = std::process::Command::new(common::defectkit_bin())
+        .args(&args)
+        .current_dir(tmp.path())
+        .env("DEFECTKIT_ROOT", tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let last = run.join("checkpoints/last.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !last.is_file() {
+        assert!(std::time::Instant::now() < deadline, "no epoch finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: sends SIGINT to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted at epoch"), "{err}");
+    assert!(!run.join("summary.json").exists());
+    let mut stack = vec![run.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(
+                !name.contains(".tmp"),
+                "left behind: {}",
+                e.path().display()
+            );
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    for f in ["last.bpk", "last.optim.bpk", "last.json"] {
+        assert!(
+            run.join("checkpoints").join(f).is_file(),
+            "{f} missing: {err}"
+        );
+    }
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
+    assert!(state["epoch"].as_u64().is_some(), "{state}");
+}

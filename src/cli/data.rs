@@ -120,8 +120,18 @@ pub fn synth(loader: &Loader, args: SynthArgs) -> Result<()> {
         }
         opts.force = true;
     }
-    let summary = defectkit::data::synth::generate(&opts, &out, progress_enabled())
-        .with_context(|| format!("generating the synthetic data set in {}", out.display()))?;
+    super::stop_work_on_ctrl_c("stopping; the partial data set will be removed");
+    let summary = match defectkit::data::synth::generate(&opts, &out, progress_enabled()) {
+        Err(defectkit::data::synth::SynthError::Interrupted) => {
+            return Err(super::Interrupted(format!(
+                "data synth: interrupted; the partial set was removed and {} is unchanged",
+                out.display()
+            ))
+            .into())
+        }
+        other => other
+            .with_context(|| format!("generating the synthetic data set in {}", out.display()))?,
+    };
     outln!(
         "wrote {} images and {} masks for {} categories to {} in {:.1} s (seed {})",
         summary.images,

@@ -303,6 +303,19 @@ pub fn progress_enabled() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// The first Ctrl-C asks library work to stop at its next safe point
+/// ([`defectkit::interrupt`], polled by training and `data synth`), announcing
+/// `what_happens`; a second Ctrl-C while stopping ends the process at once (130).
+pub(crate) fn stop_work_on_ctrl_c(what_happens: &'static str) {
+    let _ = ctrlc::set_handler(move || {
+        if defectkit::interrupt::stop_requested() {
+            std::process::exit(130);
+        }
+        defectkit::interrupt::request_stop();
+        eprintln!("\ninterrupt: {what_happens}");
+    });
+}
+
 /// A flag set by the first Ctrl-C (announcing `what_happens`); a second Ctrl-C while
 /// stopping kills the process the usual way.
 pub(crate) fn cancel_on_ctrl_c(what_happens: &'static str) -> Arc<AtomicBool> {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use defectkit::config::Loader;
 use defectkit::run::{write_sweep_table, RunSummary, SweepRow};
-use defectkit::train::train_job;
+use defectkit::train::{train_job, TrainError};
 
 use super::{outln, OverrideArgs};
 
@@ -26,8 +26,16 @@ pub fn run(loader: &Loader, multirun: bool, args: TrainArgs) -> Result<()> {
         let cfg = loader.typed(&composed)?;
         let run = loader.create_run_dir(&mut composed)?;
         eprintln!("run dir: {}", run.path.display());
-        let summary = train_job(&cfg, &composed.overrides, &run.path)
-            .with_context(|| format!("training failed (run dir {})", run.path.display()))?;
+        super::stop_work_on_ctrl_c(
+            "stopping after this batch; checkpoints of finished epochs are kept",
+        );
+        let summary = match train_job(&cfg, &composed.overrides, &run.path) {
+            Err(e @ TrainError::Interrupted { .. }) => {
+                return Err(super::Interrupted(format!("train: {e}")).into())
+            }
+            other => other
+                .with_context(|| format!("training failed (run dir {})", run.path.display()))?,
+        };
         print_summary(&summary, &run.path)?;
         return Ok(());
     }
@@ -43,11 +51,23 @@ pub fn run(loader: &Loader, multirun: bool, args: TrainArgs) -> Result<()> {
     }
     let sweep_dir = loader.create_sweep_dir(&base)?;
     eprintln!("sweep: {} jobs in {}", jobs.len(), sweep_dir.display());
+    super::stop_work_on_ctrl_c(
+        "stopping after this batch; finished jobs and checkpoints are kept, no new job starts",
+    );
     let mut rows = Vec::new();
     for (job, cfg) in jobs.iter_mut().zip(&configs) {
         let run = loader.create_job_dir(job, &sweep_dir)?;
         eprintln!("[job {}] {}", job.num, job.composed.overrides.join(" "));
-        let outcome = train_job(cfg, &job.composed.overrides, &run.path).map_err(|e| e.to_string());
+        let outcome = train_job(cfg, &job.composed.overrides, &run.path);
+        if let Err(e @ TrainError::Interrupted { .. }) = &outcome {
+            write_sweep_table(&sweep_dir, &rows).context("writing the sweep table")?;
+            return Err(super::Interrupted(format!(
+                "train: job {}: {e}; the sweep table lists the finished jobs",
+                job.num
+            ))
+            .into());
+        }
+        let outcome = outcome.map_err(|e| e.to_string());
         match &outcome {
             Ok(s) => print_summary(s, &run.path)?,
             Err(e) => eprintln!("[job {}] failed: {e}", job.num),

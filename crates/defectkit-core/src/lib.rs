@@ -17,6 +17,7 @@
 pub mod config;
 pub mod data;
 pub mod fsutil;
+pub mod interrupt;
 pub mod logging;
 pub mod metrics;
 pub mod onnx;

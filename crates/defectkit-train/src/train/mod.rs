@@ -65,6 +65,17 @@ pub enum TrainError {
         /// The last checkpoint written before it; `None` when none was written yet.
         last_good: Option<PathBuf>,
     },
+    /// Stopped by Ctrl-C at a batch boundary ([`defectkit_core::interrupt`]).
+    #[error(
+        "interrupted at epoch {epoch}; {} (resume with trainer.resume=<run dir>)",
+        kept_sentence(.last_good)
+    )]
+    Interrupted {
+        /// Epoch (0-based) that was running.
+        epoch: usize,
+        /// The last checkpoint of a finished epoch, if any.
+        last_good: Option<PathBuf>,
+    },
     /// Writing a figure or file failed.
     #[error("{0}")]
     Output(String),
@@ -315,5 +326,16 @@ fn last_good_sentence(last_good: &Option<PathBuf>) -> String {
         None => "It diverged before the first checkpoint was written, so there is nothing to \
                  resume from"
             .to_string(),
+    }
+}
+
+/// What an interrupted run keeps.
+fn kept_sentence(last_good: &Option<PathBuf>) -> String {
+    match last_good {
+        Some(p) => format!(
+            "the checkpoint of the last finished epoch is kept: {}",
+            p.display()
+        ),
+        None => "no epoch had finished, so there is no checkpoint".to_string(),
     }
 }

@@ -77,12 +77,18 @@ pub fn lr_at(cfg: &TrainerConfig, epoch: usize) -> f64 {
     }
 }
 
+/// `name.bpk` is written as `name.tmp-<pid>.bpk` first: the pid lets a later run remove
+/// what a killed writer left ([`defectkit_core::fsutil::remove_stale_temps`]).
+fn temp_checkpoint(path: &Path) -> std::path::PathBuf {
+    path.with_extension(format!("tmp-{}.bpk", std::process::id()))
+}
+
 fn save_module<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
-    let tmp = path.with_extension("tmp.bpk");
-    model
-        .valid()
-        .save_file(&tmp)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e:?}", tmp.display())))?;
+    let tmp = temp_checkpoint(path);
+    model.valid().save_file(&tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TrainError::Checkpoint(format!("{}: {e:?}", tmp.display()))
+    })?;
     std::fs::rename(&tmp, path)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
 }
@@ -94,10 +100,11 @@ fn save_last<M: Module>(
     state: &TrainState,
 ) -> Result<(), TrainError> {
     save_module(model, &dir.join("last.bpk"))?;
-    let tmp = dir.join("last.optim.tmp.bpk");
-    optim
-        .save(&tmp)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e:?}", tmp.display())))?;
+    let tmp = temp_checkpoint(&dir.join("last.optim.bpk"));
+    optim.save(&tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TrainError::Checkpoint(format!("{}: {e:?}", tmp.display()))
+    })?;
     std::fs::rename(&tmp, dir.join("last.optim.bpk"))
         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let json =
@@ -216,6 +223,17 @@ pub fn fit<T: TaskModule, D: DataModule>(
     let ckpt = checkpoint_dir(run_dir);
     std::fs::create_dir_all(&ckpt)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", ckpt.display())))?;
+    // A resumed run dir may hold what a killed writer left; a fresh one holds nothing.
+    let mut stale = defectkit_core::fsutil::remove_stale_temps(&ckpt);
+    if let Some(r) = resume {
+        stale.extend(defectkit_core::fsutil::remove_stale_temps(&r.dir));
+    }
+    for p in stale {
+        eprintln!(
+            "removed {} (left by a process that no longer exists)",
+            p.display()
+        );
+    }
     let mut optim = task.configure_optimizers(cfg);
     let mut stopper = EarlyStopping::new(cfg.early_stopping.clone());
     let mut start_epoch = 0;
@@ -278,6 +296,13 @@ pub fn fit<T: TaskModule, D: DataModule>(
         };
         let mut train_metrics = Metrics::default();
         for idx in batches {
+            if defectkit_core::interrupt::stop_requested() {
+                bar.abandon();
+                return Err(TrainError::Interrupted {
+                    epoch,
+                    last_good: Some(ckpt.join("last.bpk")).filter(|p| p.is_file()),
+                });
+            }
             let batch = data.load(Split::Train, &idx, device)?;
             let (loss, m) = task.training_step(&model, &batch);
             let value = loss.clone().into_scalar::<f32>();

@@ -173,6 +173,9 @@ pub struct SynthSummary {
 /// Everything that can go wrong generating the synthetic set.
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
+    /// Stopped by Ctrl-C ([`crate::interrupt`]); the partial set was removed.
+    #[error("interrupted; the partial data set was removed and nothing else was changed")]
+    Interrupted,
     /// The output directory exists and is not empty, and `force` was not given.
     #[error("output {path} already exists and is not empty; pass --force to replace it (the old one is removed only after the new set is complete)")]
     OutputExists {

@@ -227,6 +227,15 @@ pub fn generate(
     }
 
     let partial = sibling(out, "partial")?;
+    // Leftovers of an earlier run that was killed (its pid is gone).
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        for p in crate::fsutil::remove_stale_temps(parent) {
+            eprintln!(
+                "removed {} (left by a process that no longer exists)",
+                p.display()
+            );
+        }
+    }
     if fs::symlink_metadata(&partial).is_ok() {
         fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
     }
@@ -279,6 +288,9 @@ pub fn generate(
             indicatif::ProgressBar::hidden()
         };
         jobs.par_iter().try_for_each(|job| {
+            if crate::interrupt::stop_requested() {
+                return Err(SynthError::Interrupted);
+            }
             write_job(&partial, job, opts)?;
             bar.inc(1);
             Ok::<(), SynthError>(())
