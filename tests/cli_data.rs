@@ -165,3 +165,57 @@ fn interrupted_synth_leaves_nothing_and_stale_leftovers_are_cleared() {
         "stale leftovers not reported: {err}"
     );
 }
+
+/// An image whose file name is not valid UTF-8 is counted and used, with a warning that
+/// names it by its lossy name; it used to vanish without a word.
+#[test]
+fn non_utf8_image_names_are_read_and_warned_about() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = common::repo_root();
+    let out = dir.path().join("syn");
+    let out_s = out.to_str().unwrap();
+    let synth = [
+        "data",
+        "synth",
+        "--out",
+        out_s,
+        "--size",
+        "32",
+        "--train-good",
+        "4",
+        "--test-good",
+        "1",
+        "--defects-per-type",
+        "1",
+        "--classes",
+        "bottle",
+    ];
+    let (ok, _, err) = run_cli(&cwd, &synth);
+    assert!(ok, "{err}");
+    let root = format!("data.root={out_s}");
+    let check = [
+        "data",
+        "check",
+        "--json",
+        root.as_str(),
+        "data.classes=[bottle]",
+    ];
+    let (ok, before, err) = run_cli(&cwd, &check);
+    assert!(ok, "{err}");
+    let good = out.join("bottle/train/good");
+    let first = fs::read_dir(&good).unwrap().next().unwrap().unwrap().path();
+    let odd = good.join(std::ffi::OsStr::from_bytes(b"caf\xe9.png"));
+    fs::rename(&first, &odd).unwrap();
+    let (ok, after, err) = run_cli(&cwd, &check);
+    assert!(ok, "{err}");
+    let count = |json: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["classes"].clone()
+    };
+    assert_eq!(count(&before), count(&after), "the image was dropped");
+    assert!(
+        after.contains("not valid UTF-8") && after.contains("caf\u{FFFD}.png"),
+        "{after}"
+    );
+}

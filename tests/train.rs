@@ -495,3 +495,39 @@ fn interrupted_training_keeps_finished_epochs_and_leaves_no_temp_files() {
         serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
     assert!(state["epoch"].as_u64().is_some(), "{state}");
 }
+
+/// Resuming from a damaged run names the damaged file (not its folder, not the copy made).
+#[test]
+fn resuming_from_a_damaged_run_names_the_damaged_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let cli = |run: &Path, extra: &[&str]| {
+        let mut args = vec!["train".to_string()];
+        args.extend(tiny("cnn_scratch", run, extra));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run_cli(tmp.path(), &args)
+    };
+    let (ok, _, err) = cli(&first, &["trainer.max_epochs=2"]);
+    assert!(ok, "{err}");
+    let resume = format!("trainer.resume={}", first.display());
+
+    let metrics = first.join("metrics.jsonl");
+    let good_metrics = std::fs::read(&metrics).unwrap();
+    std::fs::write(&metrics, b"{not json\n").unwrap();
+    let (ok, _, err) = cli(
+        &tmp.path().join("second"),
+        &[&resume, "trainer.max_epochs=3"],
+    );
+    assert!(!ok, "resumed over damaged metrics");
+    assert!(err.contains(&metrics.display().to_string()), "{err}");
+    std::fs::write(&metrics, good_metrics).unwrap();
+
+    let state = first.join("checkpoints/last.json");
+    std::fs::write(&state, b"{\"epoch\": ").unwrap();
+    let (ok, _, err) = cli(
+        &tmp.path().join("third"),
+        &[&resume, "trainer.max_epochs=3"],
+    );
+    assert!(!ok, "resumed from a damaged state");
+    assert!(err.contains(&state.display().to_string()), "{err}");
+}

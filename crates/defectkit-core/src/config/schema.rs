@@ -373,7 +373,8 @@ impl Config {
         let t = &self.trainer;
         rules.positive("trainer.max_epochs", t.max_epochs);
         rules.positive("trainer.batch_size", t.batch_size);
-        rules.range("trainer.lr", t.lr, 0.0, false, f64::INFINITY, false);
+        // 0 is allowed: a frozen model is a legitimate plateau check.
+        rules.non_negative("trainer.lr", t.lr);
         rules.non_negative("trainer.weight_decay", t.weight_decay);
         if let Some(clip) = t.gradient_clip {
             rules.range(

@@ -23,10 +23,11 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "bmp", "tif", "tif
 /// Whether `path` has one of the accepted image extensions (case-insensitive) and is not a
 /// hidden file. Looks at the name only; the content is checked when decoding.
 pub fn is_image_file(path: &Path) -> bool {
+    // A name that is not valid UTF-8 is still a file to read (it used to be dropped
+    // silently); only a leading dot hides it.
     let hidden = path
         .file_name()
-        .and_then(|n| n.to_str())
-        .is_none_or(|n| n.starts_with('.'));
+        .is_none_or(|n| n.to_string_lossy().starts_with('.'));
     if hidden {
         return false;
     }

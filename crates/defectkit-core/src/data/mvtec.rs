@@ -189,6 +189,15 @@ fn list_images(dir: &Path, warn: &mut Warn) -> Result<Vec<PathBuf>, DataError> {
                 })?;
             }
         } else if is_image_file(&e.path) {
+            if e.name.to_str().is_none() {
+                // Read it, but say that reports (CSV, HDF5, HTML) show it by its lossy name.
+                warn.list.push(format!(
+                    "{}: file name is not valid UTF-8; the image is used, and reports show it \
+                     as {}",
+                    e.path.to_string_lossy(),
+                    e.name.to_string_lossy()
+                ));
+            }
             images.push(e.path);
         }
     }

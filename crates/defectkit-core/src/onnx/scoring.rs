@@ -406,7 +406,7 @@ fn check(model: &ModelProto, spec: &ScoringSpec) -> Result<Shapes, OnnxError> {
     let json = metadata_prop(model, METADATA_KEY)
         .ok_or_else(|| edit(format!("model has no {METADATA_KEY:?} metadata")))?;
     let metadata = ModelMetadata::from_json(json)
-        .map_err(|e| edit(format!("the {METADATA_KEY:?} metadata does not parse: {e}")))?;
+        .map_err(|e| edit(format!("the {METADATA_KEY:?} metadata is invalid: {e}")))?;
     let classes = metadata.classes.len();
     if classes == 0 {
         return Err(edit("the model's metadata lists no classes".into()));

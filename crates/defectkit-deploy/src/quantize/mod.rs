@@ -186,7 +186,7 @@ pub fn quantize(
     let fp32 = opts.accuracy.is_some().then_some(bytes);
     let mut meta = match metadata_prop(&model, METADATA_KEY) {
         Some(json) => ModelMetadata::from_json(json)
-            .map_err(|e| refuse(format!("its `{METADATA_KEY}` metadata does not parse: {e}")))?,
+            .map_err(|e| refuse(format!("its `{METADATA_KEY}` metadata is invalid: {e}")))?,
         None => {
             return Err(refuse(format!(
                 "no `{METADATA_KEY}` metadata: not a model exported by `defectkit export`"

@@ -337,7 +337,7 @@ impl OnnxModel {
         let metadata =
             ModelMetadata::from_json(metadata_json).map_err(|e| RuntimeError::Metadata {
                 path: path.to_path_buf(),
-                reason: format!("its `{METADATA_KEY}` metadata does not parse: {e}"),
+                reason: format!("its `{METADATA_KEY}` metadata is invalid: {e}"),
             })?;
         drop(proto);
 

@@ -313,8 +313,12 @@ fn continue_metrics(r: &ResumePoint, run_dir: &Path) -> Result<(), TrainError> {
     if src.is_file() && r.run_dir != run_dir {
         std::fs::copy(&src, run_dir.join("metrics.jsonl"))
             .map_err(|e| TrainError::Resume(format!("{}: {e}", src.display())))?;
-        let mut w = defectkit_core::logging::MetricsWriter::open_append(run_dir)?;
-        w.rewind_to_epoch(r.state.epoch)?;
+        // A damaged metrics file is named where it was damaged, not by the copy.
+        let named = |e: defectkit_core::logging::LogError| {
+            TrainError::Resume(format!("{} (continuing its metrics): {e}", src.display()))
+        };
+        let mut w = defectkit_core::logging::MetricsWriter::open_append(run_dir).map_err(named)?;
+        w.rewind_to_epoch(r.state.epoch).map_err(named)?;
     }
     Ok(())
 }

@@ -149,10 +149,16 @@ pub fn find_resume(spec: &str, search_root: &Path) -> Result<ResumePoint, TrainE
             )));
         }
     };
-    let text = std::fs::read_to_string(dir.join("last.json"))
-        .map_err(|e| TrainError::Resume(format!("{}: {e}", dir.display())))?;
-    let state: TrainState = serde_json::from_str(&text)
-        .map_err(|e| TrainError::Resume(format!("{}: {e}", dir.display())))?;
+    // Errors name the damaged file itself, with the line and column serde found.
+    let state_file = dir.join("last.json");
+    let text = std::fs::read_to_string(&state_file)
+        .map_err(|e| TrainError::Resume(format!("{}: {e}", state_file.display())))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| {
+        TrainError::Resume(format!(
+            "{}: damaged training state ({e}); resume from another run or start afresh",
+            state_file.display()
+        ))
+    })?;
     let run_dir = dir
         .parent()
         .map(Path::to_path_buf)
@@ -254,8 +260,9 @@ pub fn fit<T: TaskModule, D: DataModule>(
             TrainError::Resume(format!("{}: {e:?}", r.dir.join("last.optim.bpk").display()))
         })?;
         if r.dir.join("best.bpk").is_file() && r.dir != ckpt {
-            std::fs::copy(r.dir.join("best.bpk"), ckpt.join("best.bpk"))
-                .map_err(|e| TrainError::Resume(e.to_string()))?;
+            let from = r.dir.join("best.bpk");
+            std::fs::copy(&from, ckpt.join("best.bpk"))
+                .map_err(|e| TrainError::Resume(format!("copying {}: {e}", from.display())))?;
         }
         stopper = EarlyStopping::restore(
             cfg.early_stopping.clone(),
