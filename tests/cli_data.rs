@@ -123,7 +123,7 @@ fn interrupted_synth_leaves_nothing_and_stale_leftovers_are_cleared() {
     let stale = tmp.path().join("set.partial-99999999");
     fs::create_dir_all(stale.join("bottle")).unwrap();
     fs::write(tmp.path().join(".x.json.tmp-99999999"), b"x").unwrap();
-    let mut child = std::process::Command::new(common::defectkit_bin())
+    let child = std::process::Command::new(common::defectkit_bin())
         .args([
             "data",
             "synth",
@@ -138,21 +138,13 @@ fn interrupted_synth_leaves_nothing_and_stale_leftovers_are_cleared() {
         .spawn()
         .unwrap();
     // Wait until the partial set is being written, then press Ctrl-C.
-    let mine = format!("set.partial-{}", child.id());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !tmp.path().join(&mine).join("bottle/train/good").is_dir() {
-        assert!(std::time::Instant::now() < deadline, "synth never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let started = tmp.path().join(format!("set.partial-{}", child.id()));
+    common::wait_for(60, "synth never started", || {
+        started.join("bottle/train/good").is_dir()
+    });
     std::thread::sleep(std::time::Duration::from_millis(200));
-    // SAFETY: sends SIGINT to our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
+    let (code, err) = common::interrupt_and_wait(child);
+    assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(!out.exists(), "a half set was left at {}", out.display());
     assert!(

@@ -448,7 +448,7 @@ fn interrupted_training_keeps_finished_epochs_and_leaves_no_temp_files() {
             "trainer.early_stopping.patience=100000",
         ],
     ));
-    let mut child = std::process::Command::new(common::defectkit_bin())
+    let child = std::process::Command::new(common::defectkit_bin())
         .args(&args)
         .current_dir(tmp.path())
         .env("DEFECTKIT_ROOT", tmp.path())
@@ -456,19 +456,9 @@ fn interrupted_training_keeps_finished_epochs_and_leaves_no_temp_files() {
         .spawn()
         .unwrap();
     let last = run.join("checkpoints/last.json");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !last.is_file() {
-        assert!(std::time::Instant::now() < deadline, "no epoch finished");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // SAFETY: sends SIGINT to our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(130), "{err}");
+    common::wait_for(120, "no epoch finished", || last.is_file());
+    let (code, err) = common::interrupt_and_wait(child);
+    assert_eq!(code, Some(130), "{err}");
     assert!(err.contains("interrupted at epoch"), "{err}");
     assert!(!run.join("summary.json").exists());
     let mut stack = vec![run.clone()];

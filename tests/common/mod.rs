@@ -78,3 +78,27 @@ pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Press Ctrl-C on `child` (a SIGINT to it alone), wait for it, and return its exit code
+/// and everything it wrote to its piped stderr.
+pub fn interrupt_and_wait(mut child: std::process::Child) -> (Option<i32>, String) {
+    // SAFETY: sends SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().expect("wait for the interrupted child");
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+    }
+    (status.code(), err)
+}
+
+/// Wait (polling) until `ready` holds, failing with `what` after `secs` seconds.
+pub fn wait_for(secs: u64, what: &str, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -454,6 +454,32 @@ enum Arg {
     Sw(Sweep),
 }
 
+/// The tokens an unquoted `primitive` is made of.
+const PRIMITIVE_TOKENS: &[Kind] = &[
+    Kind::Id,
+    Kind::Null,
+    Kind::Int,
+    Kind::Float,
+    Kind::Bool,
+    Kind::Interpolation,
+    Kind::UnquotedChar,
+    Kind::Colon,
+    Kind::Esc,
+    Kind::Ws,
+];
+
+/// The tokens a `dictKey` is made of: a primitive's, without `:` and interpolations.
+const DICT_KEY_TOKENS: &[Kind] = &[
+    Kind::Id,
+    Kind::Null,
+    Kind::Int,
+    Kind::Float,
+    Kind::Bool,
+    Kind::UnquotedChar,
+    Kind::Esc,
+    Kind::Ws,
+];
+
 struct TokenParser<'a> {
     toks: Vec<Token<'a>>,
     pos: usize,
@@ -547,51 +573,19 @@ impl<'a> TokenParser<'a> {
                 self.pos += 1;
                 Ok(Arg::El(unquote(text)))
             }
-            _ => {
-                let start = self.pos;
-                while matches!(
-                    self.peek(),
-                    Some(
-                        Kind::Id
-                            | Kind::Null
-                            | Kind::Int
-                            | Kind::Float
-                            | Kind::Bool
-                            | Kind::Interpolation
-                            | Kind::UnquotedChar
-                            | Kind::Colon
-                            | Kind::Esc
-                            | Kind::Ws
-                    )
-                ) {
-                    self.pos += 1;
-                }
-                if self.pos == start {
-                    return Err(format!(
-                        "no viable alternative at input {}",
-                        self.next_text()
-                    ));
-                }
-                primitive(&self.toks[start..self.pos]).map(Arg::El)
-            }
+            _ => self.primitive_of(PRIMITIVE_TOKENS).map(Arg::El),
         }
     }
 
     fn dict_key(&mut self) -> Result<Element, String> {
+        self.primitive_of(DICT_KEY_TOKENS)
+    }
+
+    /// The longest run of `kinds` as one primitive (`primitive` and `dictKey` differ only in
+    /// the tokens they take).
+    fn primitive_of(&mut self, kinds: &[Kind]) -> Result<Element, String> {
         let start = self.pos;
-        while matches!(
-            self.peek(),
-            Some(
-                Kind::Id
-                    | Kind::Null
-                    | Kind::Int
-                    | Kind::Float
-                    | Kind::Bool
-                    | Kind::UnquotedChar
-                    | Kind::Esc
-                    | Kind::Ws
-            )
-        ) {
+        while self.peek().is_some_and(|k| kinds.contains(&k)) {
             self.pos += 1;
         }
         if self.pos == start {
