@@ -40,6 +40,32 @@ pub enum EmbedError {
     /// Cancelled (Ctrl-C); nothing was written.
     #[error("interrupted; no embeddings file was written")]
     Interrupted,
+    /// The model gave NaN or infinite values; nothing was written.
+    #[error(
+        "the model gave a non-finite {what} for {path} (the first such image); no embeddings \
+         file was written. Check the model's weights and preprocessing"
+    )]
+    NonFinite {
+        /// `embedding` or `reconstruction error`.
+        what: &'static str,
+        /// The first image it happened for.
+        path: String,
+    },
+}
+
+/// The first record of `records` with a NaN or infinite embedding or reconstruction error:
+/// what it was and the image's path.
+fn first_non_finite(records: &SplitRecords, dim: usize) -> Option<(&'static str, String)> {
+    let path = |i: usize| records.path.get(i).cloned().unwrap_or_default();
+    if let Some(pos) = records.embeddings.iter().position(|v| !v.is_finite()) {
+        return Some(("embedding", path(pos / dim.max(1))));
+    }
+    let errors = records.recon_error.iter().flatten();
+    let local = records.recon_local.iter().flatten();
+    errors
+        .chain(local)
+        .position(|v| !v.is_finite())
+        .map(|i| ("reconstruction error", path(i % records.len().max(1))))
 }
 
 /// What to embed and where.
@@ -311,6 +337,10 @@ pub fn embed(
             }
             Err(PipelineError::Runtime(e)) => return Err(e.into()),
             Err(PipelineError::Data(e)) => return Err(e.into()),
+        }
+        if let Some((what, path)) = first_non_finite(&records, meta.embedding_dim) {
+            bar.abandon();
+            return Err(EmbedError::NonFinite { what, path });
         }
         counts.push((split, records.len()));
         store.splits.insert(split.as_str().to_string(), records);

@@ -437,3 +437,34 @@ fn bad_models_and_cancelled_runs_write_nothing() {
     assert_eq!(std::fs::read(&out).unwrap(), before);
     assert_eq!(h5_files(&out_dir), ["e.h5"]);
 }
+
+/// A model that gives NaN (here a NaN weight) stops `embed` with an error naming the first
+/// image it happened for; no store is written (it used to write NaN embeddings, exit 0).
+#[test]
+fn non_finite_embeddings_stop_embed_naming_the_image() {
+    let _serial = common::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dataset(dir.path());
+    let data = data_config(&root, false);
+    let mut tiny = TinyModel::classifier(ModelKind::CnnScratch, SIDE, &TRAINED, 3);
+    if let Some(graph) = tiny.model.graph.as_mut() {
+        let w = graph
+            .initializer
+            .iter_mut()
+            .find(|t| t.name == "W")
+            .unwrap();
+        w.raw_data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let model = write_model(dir.path(), &tiny, "nan.onnx");
+    let out = dir.path().join("nan.h5");
+    let e = embed(&data, &options(&model, &out), &AtomicBool::new(false)).unwrap_err();
+    let EmbedError::NonFinite { what, path } = &e else {
+        panic!("not a non-finite error: {e:?}");
+    };
+    assert_eq!(*what, "embedding");
+    assert!(
+        path.ends_with(".png") && e.to_string().contains(path.as_str()),
+        "{e}"
+    );
+    assert!(!out.exists(), "a store of NaNs was written");
+}
