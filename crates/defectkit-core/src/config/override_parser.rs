@@ -1484,7 +1484,7 @@ fn sort_one(a: Arg, reverse: bool) -> Result<Arg, String> {
             step,
             shuffle,
         }) => {
-            let (s, e, st) = (num_f64(start), num_f64(stop), num_f64(step));
+            let (s, e) = (num_f64(start), num_f64(stop));
             let abs = num_abs(step);
             let flip = (!reverse && s > e) || (reverse && s < e);
             if !flip {
@@ -1495,7 +1495,6 @@ fn sort_one(a: Arg, reverse: bool) -> Result<Arg, String> {
                     shuffle,
                 }));
             }
-            let _ = st;
             let (new_start, new_stop) = if reverse {
                 (num_sub(stop, abs), num_sub(start, abs))
             } else {
