@@ -790,97 +790,93 @@ fn build_child(
     ov: &mut DefaultsOverrides,
     resolved_option: Option<String>,
 ) -> Result<Option<TreeChild>, ConfigError> {
-    let package = package.to_string();
-    let mut children = Vec::new();
-    {
-        match d {
-            DefaultEntry::SelfRef => children.push(TreeChild::SelfContent),
-            DefaultEntry::Group {
-                is_override: true, ..
-            } => {}
-            DefaultEntry::Group {
-                group,
-                package: pkg,
-                option,
-                optional,
-                ..
-            } => {
-                let abs_group = join_group(group_dir, group);
-                let rel_pkg = group.trim_start_matches('/').replace('/', ".");
-                let default_pkg = final_package(&package, &rel_pkg);
-                let explicit_pkg = pkg.as_ref().map(|p| final_package(&package, p));
-                let key = match &explicit_pkg {
-                    Some(e) if *e != default_pkg && !e.is_empty() => format!("{abs_group}@{e}"),
-                    _ => abs_group.clone(),
-                };
-                let mut option = resolved_option.or_else(|| option.clone());
-                if let Some(chosen) = ov.take(&key) {
-                    option = chosen;
-                }
-                if ov.is_deleted(&key, option.as_deref()) {
+    match d {
+        DefaultEntry::SelfRef => Ok(Some(TreeChild::SelfContent)),
+        // `override` entries were registered before the walk; they add no child.
+        DefaultEntry::Group {
+            is_override: true, ..
+        } => Ok(None),
+        DefaultEntry::Group {
+            group,
+            package: pkg,
+            option,
+            optional,
+            ..
+        } => {
+            let abs_group = join_group(group_dir, group);
+            let rel_pkg = group.trim_start_matches('/').replace('/', ".");
+            let default_pkg = final_package(package, &rel_pkg);
+            let explicit_pkg = pkg.as_ref().map(|p| final_package(package, p));
+            let key = match &explicit_pkg {
+                Some(e) if *e != default_pkg && !e.is_empty() => format!("{abs_group}@{e}"),
+                _ => abs_group.clone(),
+            };
+            let mut option = resolved_option.or_else(|| option.clone());
+            if let Some(chosen) = ov.take(&key) {
+                option = chosen;
+            }
+            if ov.is_deleted(&key, option.as_deref()) {
+                return Ok(None);
+            }
+            let Some(opt) = option else {
+                return Ok(None);
+            };
+            if opt == "???" {
+                return Err(composition(format!(
+                    "You must specify '{key}', e.g, {key}=<OPTION>\nAvailable options:\n{}",
+                    list_options(repo, &abs_group)
+                )));
+            }
+            let child_path = format!("{abs_group}/{opt}");
+            if !repo.config_exists(&child_path) {
+                if *optional {
                     return Ok(None);
                 }
-                let Some(opt) = option else {
+                return Err(composition(format!(
+                    "Could not find '{child_path}'\n\nAvailable options in '{abs_group}':\n{}",
+                    list_options(repo, &abs_group)
+                )));
+            }
+            let header = repo.load(&child_path)?.header_package;
+            let child_pkg = match (pkg, header) {
+                (Some(p), _) => final_package(package, p),
+                (None, Some(h)) => final_package(package, &absolute_header(&h)),
+                (None, None) => default_pkg,
+            };
+            let mut node = build_node(repo, &child_path, &abs_group, child_pkg, false, ov)?;
+            node.choice = Some((key, opt));
+            Ok(Some(TreeChild::Node(node)))
+        }
+        DefaultEntry::Config {
+            path,
+            package: pkg,
+            optional,
+        } => {
+            let abs = join_group(group_dir, path);
+            if !repo.config_exists(&abs) {
+                if *optional {
                     return Ok(None);
-                };
-                if opt == "???" {
-                    return Err(composition(format!(
-                        "You must specify '{key}', e.g, {key}=<OPTION>\nAvailable options:\n{}",
-                        list_options(repo, &abs_group)
-                    )));
                 }
-                let child_path = format!("{abs_group}/{opt}");
-                if !repo.config_exists(&child_path) {
-                    if *optional {
-                        return Ok(None);
-                    }
-                    return Err(composition(format!(
-                        "Could not find '{child_path}'\n\nAvailable options in '{abs_group}':\n{}",
-                        list_options(repo, &abs_group)
-                    )));
-                }
-                let header = repo.load(&child_path)?.header_package;
-                let child_pkg = match (pkg, header) {
-                    (Some(p), _) => final_package(&package, p),
-                    (None, Some(h)) => final_package(&package, &absolute_header(&h)),
-                    (None, None) => default_pkg,
-                };
-                let mut node = build_node(repo, &child_path, &abs_group, child_pkg, false, ov)?;
-                node.choice = Some((key, opt));
-                children.push(TreeChild::Node(node));
+                return Err(composition(format!(
+                    "In '{config_path}': Could not load '{abs}'."
+                )));
             }
-            DefaultEntry::Config {
-                path,
-                package: pkg,
-                optional,
-            } => {
-                let abs = join_group(group_dir, path);
-                if !repo.config_exists(&abs) {
-                    if *optional {
-                        return Ok(None);
-                    }
-                    return Err(composition(format!(
-                        "In '{config_path}': Could not load '{abs}'."
-                    )));
-                }
-                let rel_dir = path
-                    .trim_start_matches('/')
-                    .rsplit_once('/')
-                    .map(|(d, _)| d.replace('/', "."))
-                    .unwrap_or_default();
-                let header = repo.load(&abs)?.header_package;
-                let child_pkg = match (pkg, header) {
-                    (Some(p), _) => final_package(&package, p),
-                    (None, Some(h)) => final_package(&package, &absolute_header(&h)),
-                    (None, None) => final_package(&package, &rel_dir),
-                };
-                let child_dir = abs.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                let node = build_node(repo, &abs, child_dir, child_pkg, false, ov)?;
-                children.push(TreeChild::Node(node));
-            }
+            let rel_dir = path
+                .trim_start_matches('/')
+                .rsplit_once('/')
+                .map(|(d, _)| d.replace('/', "."))
+                .unwrap_or_default();
+            let header = repo.load(&abs)?.header_package;
+            let child_pkg = match (pkg, header) {
+                (Some(p), _) => final_package(package, p),
+                (None, Some(h)) => final_package(package, &absolute_header(&h)),
+                (None, None) => final_package(package, &rel_dir),
+            };
+            let child_dir = abs.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let node = build_node(repo, &abs, child_dir, child_pkg, false, ov)?;
+            Ok(Some(TreeChild::Node(node)))
         }
     }
-    Ok(children.pop())
 }
 
 fn describe(d: &DefaultEntry) -> String {

@@ -93,6 +93,11 @@ fn save_module<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
 }
 
+/// `last.bpk` in `ckpt` if an epoch has finished and written it.
+fn last_checkpoint(ckpt: &Path) -> Option<std::path::PathBuf> {
+    Some(ckpt.join("last.bpk")).filter(|p| p.is_file())
+}
+
 fn save_last<M: Module>(
     dir: &Path,
     model: &M,
@@ -307,7 +312,7 @@ pub fn fit<T: TaskModule, D: DataModule>(
                 bar.abandon();
                 return Err(TrainError::Interrupted {
                     epoch,
-                    last_good: Some(ckpt.join("last.bpk")).filter(|p| p.is_file()),
+                    last_good: last_checkpoint(&ckpt),
                 });
             }
             let batch = data.load(Split::Train, &idx, device)?;
@@ -319,7 +324,7 @@ pub fn fit<T: TaskModule, D: DataModule>(
                     epoch,
                     step: global_step,
                     value: value as f64,
-                    last_good: Some(ckpt.join("last.bpk")).filter(|p| p.is_file()),
+                    last_good: last_checkpoint(&ckpt),
                 });
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
