@@ -733,6 +733,44 @@ fn score_survives_a_messy_folder_and_shards_concatenate_to_the_whole() {
     assert!(err.contains("edited"), "{err}");
 }
 
+/// An embeddings file that holds what `embed` never writes (a NaN embedding) is refused by
+/// `detect`, naming the file, the field and the image, and nothing is written; a healthy
+/// file beside it is fitted, and a dead run's leftover folder there is cleared first.
+#[test]
+fn detect_refuses_a_store_with_a_nan_embedding_naming_the_image() {
+    let _guard = common::one_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = common::repo_root();
+    let model = tiny(&tmp.path().join("m"), ModelKind::CnnScratch);
+    let good = tmp.path().join("m/embeddings.h5");
+    embed(&cwd, &model, &good);
+    let mut store = defectkit::store::EmbeddingStore::open(&good).unwrap();
+    let val = store.splits.get_mut("val").unwrap();
+    let victim = val.path[1].clone();
+    val.embeddings[val.dim + 2] = f32::NAN;
+    let bad_dir = tmp.path().join("bad");
+    let bad = bad_dir.join("embeddings.h5");
+    store.write(&bad).unwrap();
+    let err = fails(&cwd, &["detect", bad.to_str().unwrap(), "--no-plots"]);
+    assert!(err.contains(bad.to_str().unwrap()), "{err}");
+    assert!(
+        err.contains(r#"split "val" embeddings is invalid"#),
+        "{err}"
+    );
+    assert!(err.contains(&victim), "the image is not named: {err}");
+    assert!(!bad_dir.join("detect").exists(), "output written: {err}");
+
+    let leftover = tmp.path().join("m/detect/.mahalanobis.tmp-99999999");
+    std::fs::create_dir_all(leftover.join("half")).unwrap();
+    let (_, err) = ok(&cwd, &["detect", good.to_str().unwrap(), "--no-plots"]);
+    assert!(!leftover.exists(), "{err}");
+    assert!(err.contains("no longer exists"), "{err}");
+    assert!(tmp
+        .path()
+        .join("m/detect/mahalanobis/detector.json")
+        .is_file());
+}
+
 #[test]
 fn an_interrupted_score_leaves_no_file() {
     let _guard = common::one_at_a_time();
@@ -756,8 +794,13 @@ fn an_interrupted_score_leaves_no_file() {
     }
     let out_dir = tmp.path().join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
+    // What a killed earlier run left (its pid cannot exist): cleared by the next run.
+    let stale = out_dir.join(".sigint-100.csv.tmp-99999999");
+    std::fs::write(&stale, "half a file").unwrap();
     let mut interrupted = 0;
-    for delay_ms in [100u64, 300, 800] {
+    // The second run gets two Ctrl-C at once: the second ends the process at once, and
+    // even then this process's temporary file goes with it.
+    for (delay_ms, twice) in [(100u64, false), (300, true), (800, false)] {
         let out = out_dir.join(format!("sigint-{delay_ms}.csv"));
         let child = Command::new(common::defectkit_bin())
             .args([
@@ -780,9 +823,11 @@ fn an_interrupted_score_leaves_no_file() {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
+        for _ in 0..if twice { 2 } else { 1 } {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+        }
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() {
@@ -809,6 +854,7 @@ fn an_interrupted_score_leaves_no_file() {
         interrupted > 0,
         "no run was interrupted; the test proved nothing"
     );
+    assert!(!stale.exists(), "a dead writer's temp file was not removed");
 }
 
 #[test]

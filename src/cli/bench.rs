@@ -11,7 +11,7 @@ use defectkit::bench::{bench, select_top, BenchError, BenchOptions, TimingPlan};
 use defectkit::config::Loader;
 use defectkit::runtime::ExecutionProvider;
 
-use super::{cancel_on_ctrl_c, outln, progress_enabled, Interrupted};
+use super::{outln, progress_enabled, stop_work_on_ctrl_c, Interrupted};
 
 /// Arguments of `defectkit bench`.
 #[derive(Debug, Args)]
@@ -149,7 +149,7 @@ pub fn run(loader: &Loader, args: BenchArgs) -> Result<()> {
              (usage: defectkit bench [--quantized] --models exports/main/a exports/main/b)"
         );
     }
-    let cancel = cancel_on_ctrl_c("stopping after this run; no results will be written");
+    let cancel = stop_work_on_ctrl_c("stopping after this run; no results will be written");
     let opts = BenchOptions {
         models,
         quantized: args.quantized,
@@ -176,7 +176,7 @@ pub fn run(loader: &Loader, args: BenchArgs) -> Result<()> {
         selection,
         command,
     };
-    let report = match bench(&opts, &cancel) {
+    let report = match bench(&opts, cancel) {
         Ok(r) => r,
         Err(BenchError::Interrupted) => {
             return Err(Interrupted(format!(

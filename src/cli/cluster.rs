@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use defectkit::cluster::{cluster, ClusterOptions};
+use defectkit::cluster::{cluster, ClusterError, ClusterOptions};
 use defectkit::config::Loader;
 
 use super::outln;
@@ -63,15 +63,24 @@ pub fn run(loader: &Loader, args: ClusterArgs) -> Result<()> {
             .unwrap_or(Path::new("."))
             .join("cluster")
     });
-    let report = cluster(&ClusterOptions {
+    super::stop_work_on_ctrl_c("stopping after this scope; nothing will be written");
+    let report = match cluster(&ClusterOptions {
         embeddings: embeddings.clone(),
         out_dir: out.clone(),
         config: cfg,
         classes: args.classes,
         detector: args.detector,
         plots: !args.no_plots,
-    })
-    .with_context(|| format!("clustering {}", embeddings.display()))?;
+    }) {
+        Err(ClusterError::Interrupted) => {
+            return Err(super::Interrupted(format!(
+                "cluster: interrupted; {} is unchanged",
+                out.display()
+            ))
+            .into())
+        }
+        r => r.with_context(|| format!("clustering {}", embeddings.display()))?,
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

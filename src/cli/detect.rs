@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use defectkit::anomaly::AnomalyError;
 use defectkit::config::detector::DetectorMethod;
 use defectkit::config::Loader;
 use defectkit::detect::{compare, detect, fmt_opt, DetectOptions};
@@ -44,6 +45,15 @@ pub struct DetectArgs {
     /// Embeddings files (`*.h5`) followed by config overrides (`detector=knn detector.k=3`).
     #[arg(value_name = "EMBEDDINGS.h5… OVERRIDES")]
     inputs: Vec<String>,
+}
+
+/// The error of a detect stopped by Ctrl-C (exit 130).
+fn interrupted(out: &Path) -> anyhow::Error {
+    super::Interrupted(format!(
+        "detect: interrupted; {} is unchanged",
+        out.display()
+    ))
+    .into()
 }
 
 /// Whether a positional argument is an override rather than a file.
@@ -89,8 +99,11 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
                 .unwrap_or(Path::new("."))
                 .join("comparison")
         });
-        let report =
-            compare(&files, &methods, &cfg.detector, &out).context("comparing detectors")?;
+        super::stop_work_on_ctrl_c("stopping after this fit; nothing will be written");
+        let report = match compare(&files, &methods, &cfg.detector, &out) {
+            Err(AnomalyError::Interrupted) => return Err(interrupted(&out)),
+            r => r.context("comparing detectors")?,
+        };
         for (file, method, why) in &report.skipped {
             eprintln!("note: skipped {method} on {}: {why}", file.display());
         }
@@ -132,20 +145,23 @@ pub fn run(loader: &Loader, args: DetectArgs) -> Result<()> {
     } else {
         None
     };
-    let report = detect(&DetectOptions {
+    super::stop_work_on_ctrl_c("stopping after this class; nothing will be written");
+    let report = match detect(&DetectOptions {
         embeddings: embeddings.clone(),
         out_dir: out.clone(),
         config: cfg.detector.clone(),
         plots: !args.no_plots,
         bundle,
-    })
-    .with_context(|| {
-        format!(
-            "fitting {} on {}",
-            cfg.detector.method,
-            embeddings.display()
-        )
-    })?;
+    }) {
+        Err(AnomalyError::Interrupted) => return Err(interrupted(&out)),
+        r => r.with_context(|| {
+            format!(
+                "fitting {} on {}",
+                cfg.detector.method,
+                embeddings.display()
+            )
+        })?,
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }

@@ -9,7 +9,7 @@ use defectkit::config::Loader;
 use defectkit::data::mvtec::Split;
 use defectkit::embed::{embed, EmbedError, EmbedOptions};
 
-use super::{cancel_on_ctrl_c, outln, progress_enabled, Interrupted, OverrideArgs, RuntimeArgs};
+use super::{outln, progress_enabled, stop_work_on_ctrl_c, Interrupted, OverrideArgs, RuntimeArgs};
 
 /// Arguments of `defectkit embed`.
 #[derive(Debug, Args)]
@@ -72,7 +72,7 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
     if args.recon_pool == 0 {
         bail!("--recon-pool must be at least 1");
     }
-    let cancel = cancel_on_ctrl_c("stopping after this batch; nothing will be written");
+    let cancel = stop_work_on_ctrl_c("stopping after this batch; nothing will be written");
     let opts = EmbedOptions {
         model: args.model.clone(),
         root: args.root,
@@ -87,7 +87,7 @@ pub fn run(loader: &Loader, args: EmbedArgs) -> Result<()> {
             seed: args.map_seed,
         }),
     };
-    match embed(&cfg.data, &opts, &cancel) {
+    match embed(&cfg.data, &opts, cancel) {
         Ok(report) => {
             let counts: Vec<String> = report
                 .counts

@@ -19,8 +19,7 @@ mod train;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
@@ -303,29 +302,17 @@ pub fn progress_enabled() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// The first Ctrl-C asks library work to stop at its next safe point
-/// ([`defectkit::interrupt`], polled by training and `data synth`), announcing
-/// `what_happens`; a second Ctrl-C while stopping ends the process at once (130).
-pub(crate) fn stop_work_on_ctrl_c(what_happens: &'static str) {
+/// The one Ctrl-C policy of every long verb ([`defectkit::interrupt`]): the first Ctrl-C
+/// asks the work to stop at its next safe point, announcing `what_happens`; a second one
+/// while stopping removes this process's temporary files and ends it at once (130).
+/// Returns the process-wide flag, for library calls that take a `cancel` flag.
+pub(crate) fn stop_work_on_ctrl_c(what_happens: &'static str) -> &'static AtomicBool {
     let _ = ctrlc::set_handler(move || {
         if defectkit::interrupt::stop_requested() {
-            std::process::exit(130);
+            defectkit::interrupt::exit_interrupted();
         }
         defectkit::interrupt::request_stop();
         eprintln!("\ninterrupt: {what_happens}");
     });
-}
-
-/// A flag set by the first Ctrl-C (announcing `what_happens`); a second Ctrl-C while
-/// stopping kills the process the usual way.
-pub(crate) fn cancel_on_ctrl_c(what_happens: &'static str) -> Arc<AtomicBool> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: {what_happens}");
-    });
-    cancel
+    defectkit::interrupt::flag()
 }

@@ -104,7 +104,7 @@ pub fn run(loader: &Loader, args: QuantizeArgs) -> Result<()> {
         (None, Some(_)) => bail!("--detector is used by the accuracy-aware mode: add --max-drop X"),
         _ => None,
     };
-    let cancel = super::cancel_on_ctrl_c("stopping after this batch…");
+    let cancel = super::stop_work_on_ctrl_c("stopping after this batch…");
     let opts = QuantizeOptions {
         model: model.clone(),
         out: out.clone(),
@@ -117,7 +117,7 @@ pub fn run(loader: &Loader, args: QuantizeArgs) -> Result<()> {
         progress: super::progress_enabled(),
         accuracy,
     };
-    let report = match quantize(&opts, &cancel) {
+    let report = match quantize(&opts, cancel) {
         Ok(r) => r,
         Err(QuantizeError::Interrupted) => {
             return Err(

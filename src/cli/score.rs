@@ -8,7 +8,7 @@ use clap::Args;
 
 use defectkit::score::{score, ClassChoice, Format, ScoreError, ScoreOptions, Shard};
 
-use super::{cancel_on_ctrl_c, outln, progress_enabled, Interrupted, RuntimeArgs};
+use super::{outln, progress_enabled, stop_work_on_ctrl_c, Interrupted, RuntimeArgs};
 
 /// Arguments of `defectkit score`.
 #[derive(Debug, Args)]
@@ -63,7 +63,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let cancel = cancel_on_ctrl_c("stopping after this batch; no output file will be left");
+    let cancel = stop_work_on_ctrl_c("stopping after this batch; no output file will be left");
     let opts = ScoreOptions {
         inputs: args.inputs,
         model: args.model.clone(),
@@ -78,7 +78,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         progress: progress_enabled(),
         maps_dir: args.maps,
     };
-    match score(&opts, &cancel) {
+    match score(&opts, cancel) {
         Ok(report) => {
             for (path, why) in &report.first_errors {
                 eprintln!("warning: not scored: {}: {why}", path.display());

@@ -9,7 +9,7 @@ use defectkit::config::study::StudyConfig;
 use defectkit::config::Loader;
 use defectkit::study::{run_study, StudyError, StudyOptions, ALL_STAGES};
 
-use super::{cancel_on_ctrl_c, outln, Interrupted, OverrideArgs};
+use super::{outln, stop_work_on_ctrl_c, Interrupted, OverrideArgs};
 
 /// Arguments of `defectkit study`.
 #[derive(Debug, Args)]
@@ -87,8 +87,9 @@ pub fn run(config_dir: &Path, args: StudyArgs) -> Result<()> {
         return Ok(());
     }
     let binary = std::env::current_exe().context("finding this program's own path")?;
-    let cancel =
-        cancel_on_ctrl_c("stopping the running step; completed steps are kept (rerun to continue)");
+    let cancel = stop_work_on_ctrl_c(
+        "stopping the running step; completed steps are kept (rerun to continue)",
+    );
     eprintln!("study dir: {}", dir.display());
     let opts = StudyOptions {
         study,

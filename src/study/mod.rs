@@ -19,7 +19,6 @@ mod steps;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use defectkit_core::config::schema::DataKind;
 use defectkit_core::config::study::{SelectMode, StudyConfig};
@@ -54,7 +53,7 @@ pub struct StudyOptions {
     /// The report stage also refreshes `<dir>/<kind>/README.md` (`report --model-readmes`).
     pub model_readmes: Option<PathBuf>,
     /// Set by Ctrl-C: stop the running step and return [`StudyError::Interrupted`].
-    pub cancel: Arc<AtomicBool>,
+    pub cancel: &'static AtomicBool,
 }
 
 /// What a study run did.

@@ -6,6 +6,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// `p` joined to the current dir when it is relative (unchanged when that cannot be read).
 pub fn absolute(p: &Path) -> PathBuf {
@@ -25,6 +26,65 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".to_string());
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Temporary paths this process is writing right now, for [`remove_own_temps`].
+static OWN_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary file or folder this process is writing. While the guard lives the path is
+/// registered, so that [`remove_own_temps`] (a second Ctrl-C, which ends the process at
+/// once) can remove it; dropping the guard only unregisters it: the writer renames the
+/// temporary into place or removes it itself.
+#[derive(Debug)]
+pub struct TempGuard {
+    path: PathBuf,
+}
+
+impl TempGuard {
+    /// Registers `path` as one of this process's temporaries.
+    pub fn new(path: PathBuf) -> Self {
+        OWN_TEMPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.clone());
+        Self { path }
+    }
+
+    /// Registers the [`temp_sibling`] of `path`.
+    pub fn sibling(path: &Path) -> Self {
+        Self::new(temp_sibling(path))
+    }
+
+    /// The registered path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        let mut temps = OWN_TEMPS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = temps.iter().rposition(|p| *p == self.path) {
+            temps.swap_remove(i);
+        }
+    }
+}
+
+/// Remove every temporary this process is writing (see [`TempGuard`]); returns what was
+/// removed. Called just before the process ends on a second Ctrl-C.
+pub fn remove_own_temps() -> Vec<PathBuf> {
+    let temps = OWN_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    temps
+        .into_iter()
+        .filter(|p| {
+            let gone = if p.is_dir() {
+                fs::remove_dir_all(p)
+            } else {
+                fs::remove_file(p)
+            };
+            gone.is_ok()
+        })
+        .collect()
 }
 
 /// The writer's pid in a temporary sibling's name (`.x.tmp-<pid>`, `x.tmp-<pid>.bpk`,
@@ -51,32 +111,84 @@ fn process_alive(pid: u32) -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Remove the temporary files and folders in `dir` that were left by processes that no
+/// What [`remove_stale_temps`] did with one leftover of a dead process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleTemp {
+    /// A temporary file or folder, removed.
+    Removed(PathBuf),
+    /// A previous output moved aside (`x.old-<pid>`) by a writer that died before its new
+    /// output took the place: moved back to `to`, so nothing completed is lost.
+    Restored {
+        /// The leftover.
+        from: PathBuf,
+        /// Where it was, and is again.
+        to: PathBuf,
+    },
+}
+
+impl std::fmt::Display for StaleTemp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Removed(p) => write!(
+                f,
+                "removed {} (left by a process that no longer exists)",
+                p.display()
+            ),
+            Self::Restored { from, to } => write!(
+                f,
+                "restored {} from {} (moved aside by a process that died before replacing it)",
+                to.display(),
+                from.display()
+            ),
+        }
+    }
+}
+
+/// Clean up the temporary files and folders in `dir` that were left by processes that no
 /// longer exist (a kill, a power cut); those of running processes, this one included, stay.
-/// Returns what was removed. Errors reading `dir` mean there is nothing to clean.
-pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
+/// A previous output moved aside (`x.old-<pid>`) is put back when nothing took its place,
+/// and removed when something did. Returns what was done; errors reading `dir` mean there
+/// is nothing to clean.
+pub fn remove_stale_temps(dir: &Path) -> Vec<StaleTemp> {
+    let mut done = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
-        return removed;
+        return done;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = writer_pid(&name.to_string_lossy()) else {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = writer_pid(&name) else {
             continue;
         };
         if pid == std::process::id() || process_alive(pid) {
             continue;
         }
         let path = entry.path();
+        if let Some(target) = name.rfind(".old-").map(|i| dir.join(&name[..i])) {
+            if fs::symlink_metadata(&target).is_err() && fs::rename(&path, &target).is_ok() {
+                done.push(StaleTemp::Restored {
+                    from: path,
+                    to: target,
+                });
+                continue;
+            }
+        }
         let gone = match entry.file_type() {
             Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
             _ => fs::remove_file(&path),
         };
         if gone.is_ok() {
-            removed.push(path);
+            done.push(StaleTemp::Removed(path));
         }
     }
-    removed
+    done
+}
+
+/// [`remove_stale_temps`], telling the user on stderr what was cleaned up and why. Every
+/// verb calls it on the folders it writes into before it writes.
+pub fn clear_stale_temps(dir: &Path) {
+    for s in remove_stale_temps(dir) {
+        eprintln!("{s}");
+    }
 }
 
 /// Write `bytes` to `path` atomically: write a temporary sibling, flush it, rename it over
@@ -87,15 +199,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             fs::create_dir_all(parent)?;
         }
     }
-    let tmp = temp_sibling(path);
+    let guard = TempGuard::sibling(path);
+    let tmp = guard.path();
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = fs::File::create(tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(tmp, path)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result
 }
@@ -111,16 +224,17 @@ where
             fs::create_dir_all(parent)?;
         }
     }
-    let tmp = temp_sibling(path);
+    let guard = TempGuard::sibling(path);
+    let tmp = guard.path();
     let result = (|| {
-        let mut writer = io::BufWriter::new(fs::File::create(&tmp)?);
+        let mut writer = io::BufWriter::new(fs::File::create(tmp)?);
         fill(&mut writer)?;
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(tmp, path)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result
 }
@@ -155,6 +269,24 @@ mod tests {
     }
 
     #[test]
+    fn own_temps_are_removed_while_registered_and_forgotten_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".x.json.tmp-1");
+        let folder = dir.path().join("set.partial-1");
+        fs::write(&file, b"x").unwrap();
+        fs::create_dir_all(folder.join("a")).unwrap();
+        let done = dir.path().join(".done.tmp-1");
+        fs::write(&done, b"x").unwrap();
+        drop(TempGuard::new(done.clone()));
+        let (g1, g2) = (TempGuard::new(file.clone()), TempGuard::new(folder.clone()));
+        let removed = remove_own_temps();
+        assert!(removed.contains(&file) && removed.contains(&folder));
+        assert!(!file.exists() && !folder.exists());
+        assert!(done.exists(), "an unregistered temp was removed");
+        drop((g1, g2));
+    }
+
+    #[test]
     fn stale_temps_of_dead_writers_are_removed_and_live_ones_kept() {
         let dir = tempfile::tempdir().unwrap();
         // A pid that cannot exist (above the kernel's pid_max) stands for a dead writer.
@@ -170,11 +302,26 @@ mod tests {
         fs::create_dir_all(stale_dir.join("bottle")).unwrap();
         fs::write(&live, b"x").unwrap();
         fs::write(&normal, b"x").unwrap();
-        let mut removed = remove_stale_temps(dir.path());
+        // A previous output moved aside, once with its replacement in place, once without.
+        let replaced = dir.path().join(format!("done.old-{dead}"));
+        fs::create_dir_all(&replaced).unwrap();
+        fs::create_dir_all(dir.path().join("done")).unwrap();
+        let orphan = dir.path().join(format!("kept.old-{dead}"));
+        fs::create_dir_all(orphan.join("inside")).unwrap();
+        let mut removed: Vec<PathBuf> = Vec::new();
+        let mut restored = Vec::new();
+        for s in remove_stale_temps(dir.path()) {
+            match s {
+                StaleTemp::Removed(p) => removed.push(p),
+                StaleTemp::Restored { from, to } => restored.push((from, to)),
+            }
+        }
         removed.sort();
-        let mut want = vec![stale_file.clone(), stale_dir.clone(), stale_ckpt];
+        let mut want = vec![stale_file.clone(), stale_dir.clone(), stale_ckpt, replaced];
         want.sort();
         assert_eq!(removed, want);
+        assert_eq!(restored, vec![(orphan, dir.path().join("kept"))]);
+        assert!(dir.path().join("kept/inside").is_dir());
         assert!(!stale_file.exists() && !stale_dir.exists());
         assert!(live.exists() && normal.exists());
     }

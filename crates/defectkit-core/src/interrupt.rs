@@ -4,7 +4,9 @@
 //! the CLI turns into exit status 130. A second Ctrl-C ends the process at once.
 //!
 //! The flag is process-wide on purpose: a signal is too. Library code polls
-//! [`stop_requested`]; only the CLI calls [`request_stop`].
+//! [`stop_requested`] or takes the flag itself ([`flag`]) where its API has a `cancel`
+//! parameter (tests pass their own); only the CLI calls [`request_stop`] and
+//! [`exit_interrupted`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,4 +20,17 @@ pub fn request_stop() {
 /// Whether a stop was asked for.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
+}
+
+/// The process-wide flag itself, for library functions that take a `cancel: &AtomicBool`.
+pub fn flag() -> &'static AtomicBool {
+    &STOP
+}
+
+/// Ends the process at once with status 130 (a second Ctrl-C), first removing the
+/// temporary files and folders this process is writing ([`crate::fsutil::TempGuard`]), so
+/// that even an impatient stop leaves nothing behind.
+pub fn exit_interrupted() -> ! {
+    crate::fsutil::remove_own_temps();
+    std::process::exit(130)
 }

@@ -138,6 +138,7 @@ pub fn fit_and_evaluate(
         })
         .collect();
     let mut metrics = evaluate(&images, &detector.thresholds());
+    // EmbeddingStore::open has validated the spec.
     let preprocess: Option<PreprocessSpec> =
         serde_json::from_str(&store.attributes.preprocess).ok();
     if let (Some(maps), Some(spec)) = (&maps, &preprocess) {
@@ -235,7 +236,9 @@ pub fn write_folder_atomically(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    let tmp = defectkit_core::fsutil::temp_sibling(dir);
+    defectkit_core::fsutil::clear_stale_temps(parent);
+    let guard = defectkit_core::fsutil::TempGuard::sibling(dir);
+    let tmp = guard.path().to_path_buf();
     // A crashed earlier run with the same PID may have left one: never publish its files.
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
@@ -243,7 +246,14 @@ pub fn write_folder_atomically(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    let old = PathBuf::from(format!("{}-old", tmp.display()));
+    // Named `x.old-<pid>`, so that if this process dies between the two renames a later
+    // run puts the previous output back (fsutil::remove_stale_temps).
+    let old = dir.with_file_name(format!(
+        "{}.old-{}",
+        dir.file_name()
+            .map_or("out".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
     let had_old = dir.exists();
     if had_old {
         let _ = std::fs::remove_dir_all(&old);
@@ -265,10 +275,15 @@ pub fn write_folder_atomically(
     Ok(())
 }
 
-/// `defectkit detect`: fit, threshold, evaluate, write the folder.
+/// `defectkit detect`: fit, threshold, evaluate, write the folder. A Ctrl-C
+/// ([`defectkit_core::interrupt`]) stops it between classes with
+/// [`AnomalyError::Interrupted`], before anything is written.
 pub fn detect(opts: &DetectOptions) -> Result<DetectReport, AnomalyError> {
     let store = open_store(&opts.embeddings)?;
     let mut eval = fit_and_evaluate(&store, &opts.embeddings, &opts.config)?;
+    if defectkit_core::interrupt::stop_requested() {
+        return Err(AnomalyError::Interrupted);
+    }
     let title = format!(
         "{} · {}",
         store.attributes.model_kind,
@@ -720,7 +735,8 @@ pub fn model_label(path: &Path) -> String {
 /// Fits and evaluates every `methods` × `files` pair (each with `base`'s options, its method
 /// replaced) and writes `comparison.md`, `comparison.csv`, `comparison.json` and
 /// `comparison.png` into `out_dir`. A pair that cannot run (recon on a classifier, a class
-/// too small for its method) is reported in [`CompareReport::skipped`], not fatal.
+/// too small for its method) is reported in [`CompareReport::skipped`], not fatal; a Ctrl-C
+/// stops it between pairs with [`AnomalyError::Interrupted`], before anything is written.
 pub fn compare(
     files: &[PathBuf],
     methods: &[DetectorMethod],
@@ -750,6 +766,7 @@ pub fn compare(
             };
             let eval = match fit_and_evaluate(&store, file, &config) {
                 Ok(eval) => eval,
+                Err(AnomalyError::Interrupted) => return Err(AnomalyError::Interrupted),
                 Err(e) => {
                     skipped.push((file.clone(), method, e.to_string()));
                     continue;

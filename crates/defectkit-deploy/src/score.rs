@@ -621,7 +621,7 @@ impl Scorer {
 /// Where rows go: a temporary sibling of the output file (renamed at the end) or stdout.
 struct Sink {
     out: Box<dyn Write>,
-    tmp: Option<(PathBuf, PathBuf)>,
+    tmp: Option<(defectkit_core::fsutil::TempGuard, PathBuf)>,
     format: Format,
     with_maps: bool,
 }
@@ -635,10 +635,11 @@ impl Sink {
                         path: parent.to_path_buf(),
                         source,
                     })?;
+                    defectkit_core::fsutil::clear_stale_temps(parent);
                 }
-                let tmp = defectkit_core::fsutil::temp_sibling(path);
-                let file = std::fs::File::create(&tmp).map_err(|source| ScoreError::Io {
-                    path: tmp.clone(),
+                let tmp = defectkit_core::fsutil::TempGuard::sibling(path);
+                let file = std::fs::File::create(tmp.path()).map_err(|source| ScoreError::Io {
+                    path: tmp.path().to_path_buf(),
                     source,
                 })?;
                 (
@@ -690,7 +691,7 @@ impl Sink {
         // Close the file before renaming it.
         self.out = Box::new(std::io::sink());
         if let Some((tmp, path)) = self.tmp.take() {
-            std::fs::rename(&tmp, &path).map_err(|source| ScoreError::Io { path, source })?;
+            std::fs::rename(tmp.path(), &path).map_err(|source| ScoreError::Io { path, source })?;
         }
         Ok(())
     }
@@ -699,7 +700,7 @@ impl Sink {
 impl Drop for Sink {
     fn drop(&mut self) {
         if let Some((tmp, _)) = &self.tmp {
-            let _ = std::fs::remove_file(tmp);
+            let _ = std::fs::remove_file(tmp.path());
         }
     }
 }

@@ -88,6 +88,60 @@ fn files(dir: &Path) -> Vec<String> {
     v
 }
 
+/// A store holding what `embed` never writes (a NaN embedding or reconstruction error, a
+/// preprocessing spec the config layer would reject, a class list that is not one) is
+/// refused when opened, naming the file, the field and the first offending image, instead
+/// of flowing into a detector as NaN scores or a silently dropped pixel evaluation.
+#[test]
+fn stores_holding_what_defectkit_never_writes_are_refused_naming_the_field() {
+    let _serial = common::one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.h5");
+    let refused = |s: EmbeddingStore| -> (String, String) {
+        s.write(&path).unwrap();
+        match EmbeddingStore::open(&path) {
+            Err(e @ StoreError::Invalid { .. }) => {
+                assert!(e.to_string().contains("bad.h5"), "{e}");
+                let StoreError::Invalid { field, reason, .. } = e else {
+                    unreachable!()
+                };
+                (field, reason)
+            }
+            other => panic!("expected StoreError::Invalid, got {other:?}"),
+        }
+    };
+    let mut s = store();
+    s.splits.get_mut("test").unwrap().embeddings[DIM + 2] = f32::NAN;
+    let (field, reason) = refused(s);
+    assert_eq!(field, r#"split "test" embeddings"#);
+    assert!(reason.contains("row 1 (data/x/001.png)"), "{reason}");
+
+    let mut s = store();
+    s.splits
+        .get_mut("train")
+        .unwrap()
+        .recon_local
+        .as_mut()
+        .unwrap()[3] = f32::INFINITY;
+    let (field, reason) = refused(s);
+    assert_eq!(field, r#"split "train" recon_local"#);
+    assert!(reason.contains("row 3 (data/x/003.png)"), "{reason}");
+
+    let mut s = store();
+    s.attributes.preprocess = r#"{"resize":32,"std":[0.0,1.0,1.0]}"#.into();
+    let (field, reason) = refused(s);
+    assert_eq!(field, r#"attribute "preprocess""#);
+    assert!(reason.contains("std"), "{reason}");
+
+    let mut s = store();
+    s.attributes.preprocess = "not json".into();
+    assert_eq!(refused(s).0, r#"attribute "preprocess""#);
+
+    let mut s = store();
+    s.attributes.classes = r#"{"bottle": 1}"#.into();
+    assert_eq!(refused(s).0, r#"attribute "classes""#);
+}
+
 #[test]
 fn a_written_store_reads_back_identically_here_and_in_h5py() {
     let _serial = common::one_at_a_time();

@@ -323,6 +323,10 @@ impl Detector {
         let mut entries = Vec::new();
         let mut scorers = Vec::new();
         for class in &classes {
+            // A safe point between classes (a patch detector's fit can take minutes each).
+            if defectkit_core::interrupt::stop_requested() {
+                return Err(AnomalyError::Interrupted);
+            }
             let fit = ClassRows::of(fit_split, class, true, map_shape);
             if fit.index.is_empty() {
                 return Err(AnomalyError::Invalid(format!(
@@ -333,6 +337,13 @@ impl Detector {
             let scorer = fit_scorer(config, &fit, side, class)?;
             let held_out = ClassRows::of(threshold_split, class, true, map_shape);
             let scores = scorer.score(&held_out.observations())?;
+            super::check_finite(
+                &scores,
+                &threshold_split.path,
+                Some(&held_out.index),
+                config.method.as_str(),
+                Some(&config.threshold_split),
+            )?;
             let threshold = percentile_threshold(&scores, config.percentile, class)?;
             entries.push(ClassEntry {
                 name: class.clone(),
@@ -457,6 +468,13 @@ impl Detector {
                 Some((m, s)) => (Some(m), s),
                 None => (None, self.scorers[pos].score(&obs)?),
             };
+            super::check_finite(
+                &scores,
+                &records.path,
+                Some(&rows.index),
+                self.file.method.as_str(),
+                None,
+            )?;
             for (i, s) in rows.index.iter().zip(scores) {
                 out[*i] = s;
             }

@@ -140,6 +140,53 @@ pub enum AnomalyError {
         /// What went wrong.
         reason: String,
     },
+    /// A detector scored an image NaN or infinite (its embedding, or the detector's
+    /// statistics, are not finite): stopped rather than thresholding or ranking nonsense.
+    #[error(
+        "the {method} detector scored {path}{} {value}; its embedding or the \
+         detector's statistics are not finite, so nothing was written (re-embed with a \
+         healthy model, or refit the detector)",
+        split.as_ref().map(|s| format!(" (split {s})")).unwrap_or_default()
+    )]
+    NonFinite {
+        /// The detector.
+        method: String,
+        /// The split the image is in, where known.
+        split: Option<String>,
+        /// The first image whose score is not finite.
+        path: String,
+        /// Its score.
+        value: f64,
+    },
+    /// Stopped by Ctrl-C between two classes or two jobs ([`defectkit_core::interrupt`]).
+    #[error("interrupted; nothing was written")]
+    Interrupted,
+}
+
+/// The first non-finite value of `scores` as [`AnomalyError::NonFinite`], naming the image
+/// `paths[index[i]]` (`index` maps scores to rows; `None`: the identity).
+pub(crate) fn check_finite(
+    scores: &[f64],
+    paths: &[String],
+    index: Option<&[usize]>,
+    method: &str,
+    split: Option<&str>,
+) -> Result<(), AnomalyError> {
+    match scores.iter().position(|s| !s.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let row = index.map_or(i, |ix| ix[i]);
+            Err(AnomalyError::NonFinite {
+                method: method.to_string(),
+                split: split.map(str::to_string),
+                path: paths
+                    .get(row)
+                    .cloned()
+                    .unwrap_or_else(|| format!("row {row}")),
+                value: scores[i],
+            })
+        }
+    }
 }
 
 /// Euclidean distance between an embedding `a` and a mean `b`, in f64.
@@ -187,4 +234,32 @@ pub(crate) fn write_vec(group: &hdf5::Group, name: &str, values: &[f64]) -> hdf5
         .with_data(&ndarray::Array1::from(values.to_vec()))
         .create(name)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_non_finite_score_is_named_by_its_image() {
+        let paths: Vec<String> = (0..5).map(|i| format!("img{i}.png")).collect();
+        assert!(check_finite(&[0.5, 1.0], &paths, Some(&[1, 3]), "knn", None).is_ok());
+        // Scores of rows 4 and 2 (in that order): the first bad one is row 2's.
+        let err =
+            check_finite(&[1.0, f64::NAN], &paths, Some(&[4, 2]), "knn", Some("val")).unwrap_err();
+        let AnomalyError::NonFinite {
+            path, split, value, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!((path.as_str(), split.as_deref()), ("img2.png", Some("val")));
+        assert!(value.is_nan());
+        assert!(
+            err.to_string().contains("img2.png (split val) NaN"),
+            "{err}"
+        );
+        let err = check_finite(&[f64::INFINITY], &paths, None, "recon", None).unwrap_err();
+        assert!(err.to_string().contains("scored img0.png inf"), "{err}");
+    }
 }

@@ -740,6 +740,7 @@ pub fn write(report: &mut BenchReport, opts: &BenchOptions) -> Result<(), BenchE
                 path: parent.to_path_buf(),
                 reason: e.to_string(),
             })?;
+            defectkit_core::fsutil::clear_stale_temps(parent);
         }
         defectkit_core::fsutil::write_atomic(path, text.as_bytes()).map_err(|e| BenchError::Write {
             path: path.to_path_buf(),

@@ -42,6 +42,9 @@ pub enum ClusterError {
     /// The options do not fit the data.
     #[error("{0}")]
     Invalid(String),
+    /// Stopped by Ctrl-C between two scopes ([`defectkit_core::interrupt`]).
+    #[error("interrupted; nothing was written")]
+    Interrupted,
 }
 
 /// What to analyse.
@@ -184,7 +187,8 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
-/// Runs the analysis and writes its folder.
+/// Runs the analysis and writes its folder. A Ctrl-C ([`defectkit_core::interrupt`])
+/// stops it between scopes (t-SNE runs per scope) before anything is written.
 pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
     let cfg = &opts.config;
     cfg.validate().map_err(ClusterError::Invalid)?;
@@ -265,6 +269,9 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
     let mut pca_summary = (0usize, 0.0f64);
     let mut lowered: Vec<String> = Vec::new();
     for scope in &scopes {
+        if defectkit_core::interrupt::stop_requested() {
+            return Err(ClusterError::Interrupted);
+        }
         // A class that cannot be analysed (too few images, degenerate embeddings) is skipped
         // with a warning; the all-classes scope failing ends the run.
         let outcome = (|| -> Result<(), ClusterError> {
@@ -510,6 +517,9 @@ pub fn cluster(opts: &ClusterOptions) -> Result<ClusterReport, ClusterError> {
             Err(e) if !scope.all => warnings.push(format!("{}: skipped: {e}", scope.name)),
             Err(e) => return Err(e),
         }
+    }
+    if defectkit_core::interrupt::stop_requested() {
+        return Err(ClusterError::Interrupted);
     }
     if rows.is_empty() {
         return Err(ClusterError::Invalid(format!(

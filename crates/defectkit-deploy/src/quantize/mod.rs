@@ -421,6 +421,9 @@ pub fn quantize(
             fusion.unfused.join(", ")
         ));
     }
+    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        defectkit_core::fsutil::clear_stale_temps(parent);
+    }
     defectkit_core::fsutil::write_atomic(&opts.out, &bytes).map_err(|source| OnnxError::Write {
         path: opts.out.clone(),
         source,

@@ -55,6 +55,17 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A field of the file holds what defectkit never writes (a tampered or damaged file):
+    /// a preprocessing spec the config layer would reject, a NaN embedding.
+    #[error("{path}: {field} is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The attribute or dataset (`attribute "preprocess"`, `split "test" embeddings`).
+        field: String,
+        /// What is wrong, and what is allowed.
+        reason: String,
+    },
     /// The file could not be moved into place.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -324,15 +335,21 @@ impl EmbeddingStore {
                 source,
             })?;
         }
-        let tmp = defectkit_core::fsutil::temp_sibling(path);
-        let result = self.write_to(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|source| StoreError::Io {
+        defectkit_core::fsutil::clear_stale_temps(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        );
+        let guard = defectkit_core::fsutil::TempGuard::sibling(path);
+        let tmp = guard.path();
+        let result = self.write_to(tmp).and_then(|()| {
+            std::fs::rename(tmp, path).map_err(|source| StoreError::Io {
                 path: path.to_path_buf(),
                 source,
             })
         });
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
         }
         result
     }
@@ -504,6 +521,7 @@ impl EmbeddingStore {
                 Err(_) => None,
             },
         };
+        check_attributes(path, &attributes)?;
         let mut splits = BTreeMap::new();
         for name in file.member_names().map_err(h5)? {
             let group = file.group(&name).map_err(h5)?;
@@ -569,6 +587,7 @@ impl EmbeddingStore {
             records
                 .validate_maps(&name, attributes.maps.as_ref())
                 .map_err(|e| schema(e.to_string()))?;
+            check_finite_rows(path, &name, &records)?;
             splits.insert(name, records);
         }
         Ok(Self { attributes, splits })
@@ -583,4 +602,59 @@ impl EmbeddingStore {
             )
         })
     }
+}
+
+/// The checks serde cannot make on a store's attributes, the same the config layer and
+/// `embed` apply: a valid preprocessing spec and a class list.
+fn check_attributes(path: &Path, a: &StoreAttributes) -> Result<(), StoreError> {
+    let invalid = |field: &str, reason: String| StoreError::Invalid {
+        path: path.to_path_buf(),
+        field: format!("attribute {field:?}"),
+        reason,
+    };
+    let spec: defectkit_core::data::PreprocessSpec = serde_json::from_str(&a.preprocess)
+        .map_err(|e| invalid("preprocess", format!("not a preprocessing spec: {e}")))?;
+    spec.validate()
+        .map_err(|e| invalid("preprocess", e.to_string()))?;
+    serde_json::from_str::<Vec<String>>(&a.classes)
+        .map_err(|e| invalid("classes", format!("not a JSON list of names: {e}")))?;
+    if a.embedding_dim == 0 {
+        return Err(invalid("embedding_dim", "is 0; allowed: >= 1".into()));
+    }
+    Ok(())
+}
+
+/// Refuses a split with a NaN or infinite embedding or reconstruction error (`embed` never
+/// writes one), naming the first such image.
+fn check_finite_rows(path: &Path, split: &str, r: &SplitRecords) -> Result<(), StoreError> {
+    let bad = |what: &str, row: usize| StoreError::Invalid {
+        path: path.to_path_buf(),
+        field: format!("split {split:?} {what}"),
+        reason: format!(
+            "row {row} ({}) is NaN or infinite; defectkit never writes one",
+            r.path.get(row).map_or("?", String::as_str)
+        ),
+    };
+    if r.dim > 0 {
+        if let Some(i) = r.embeddings.iter().position(|v| !v.is_finite()) {
+            return Err(bad("embeddings", i / r.dim));
+        }
+    }
+    for (what, values) in [
+        ("recon_error", &r.recon_error),
+        ("recon_local", &r.recon_local),
+    ] {
+        if let Some(i) = values
+            .as_ref()
+            .and_then(|v| v.iter().position(|x| !x.is_finite()))
+        {
+            return Err(bad(what, i));
+        }
+    }
+    if let (Some(maps), n) = (&r.maps, r.len()) {
+        if let Some(i) = maps.iter().position(|v| !v.is_finite()) {
+            return Err(bad("maps", i / (maps.len() / n.max(1)).max(1)));
+        }
+    }
+    Ok(())
 }

@@ -518,6 +518,7 @@ pub fn export_run(
     let (model, metadata) = export_network(&run.network, metadata, device)?;
     let onnx = out_dir.join("model.onnx");
     let json = out_dir.join("model.json");
+    defectkit_core::fsutil::clear_stale_temps(out_dir);
     onnxfile::write_model(&onnx, &model)?;
     defectkit_core::fsutil::write_atomic(&json, metadata.to_json().as_bytes()).map_err(
         |source| ExportError::Write {

@@ -65,6 +65,23 @@ pub enum TrainError {
         /// The last checkpoint written before it; `None` when none was written yet.
         last_good: Option<PathBuf>,
     },
+    /// A metric of an epoch (or of the final evaluation) became NaN or infinite while the
+    /// training loss stayed finite: a broken validation set or a model that diverges on it.
+    #[error(
+        "{metric} became {value} at epoch {epoch}; training stopped. {} (check the \
+         validation images; lower trainer.lr or set trainer.gradient_clip)",
+        last_good_sentence(.last_good)
+    )]
+    NonFiniteMetric {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// The metric (`val/loss`).
+        metric: String,
+        /// Its value.
+        value: f64,
+        /// The last checkpoint written before it; `None` when none was written yet.
+        last_good: Option<PathBuf>,
+    },
     /// Stopped by Ctrl-C at a batch boundary ([`defectkit_core::interrupt`]).
     #[error(
         "interrupted at epoch {epoch}; {} (resume with trainer.resume=<run dir>)",

@@ -22,6 +22,7 @@ use super::task::{Metrics, TaskModule};
 use super::TrainError;
 use defectkit_core::config::schema::{LrSchedule, TrainerConfig};
 use defectkit_core::data::mvtec::Split;
+use defectkit_core::fsutil::TempGuard;
 use defectkit_core::logging::{MetricRecord, RunLogger};
 
 /// Saved beside `last.bpk`: where training stood after the last finished epoch.
@@ -78,19 +79,39 @@ pub fn lr_at(cfg: &TrainerConfig, epoch: usize) -> f64 {
 }
 
 /// `name.bpk` is written as `name.tmp-<pid>.bpk` first: the pid lets a later run remove
-/// what a killed writer left ([`defectkit_core::fsutil::remove_stale_temps`]).
-fn temp_checkpoint(path: &Path) -> std::path::PathBuf {
-    path.with_extension(format!("tmp-{}.bpk", std::process::id()))
+/// what a killed writer left ([`defectkit_core::fsutil::remove_stale_temps`]); the guard
+/// lets a second Ctrl-C remove it before the process ends.
+fn temp_checkpoint(path: &Path) -> TempGuard {
+    TempGuard::new(path.with_extension(format!("tmp-{}.bpk", std::process::id())))
 }
 
 fn save_module<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
-    let tmp = temp_checkpoint(path);
+    let guard = temp_checkpoint(path);
+    let tmp = guard.path();
     model.valid().save_file(&tmp).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         TrainError::Checkpoint(format!("{}: {e:?}", tmp.display()))
     })?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(tmp, path)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+}
+
+/// Stops with [`TrainError::NonFiniteMetric`] at the first NaN or infinite value of
+/// `values`, so that no metrics file, summary or early-stopping decision rests on one.
+fn check_metrics(
+    values: &std::collections::BTreeMap<String, f64>,
+    epoch: usize,
+    ckpt: &Path,
+) -> Result<(), TrainError> {
+    match values.iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((metric, value)) => Err(TrainError::NonFiniteMetric {
+            epoch,
+            metric: metric.clone(),
+            value: *value,
+            last_good: last_checkpoint(ckpt),
+        }),
+    }
 }
 
 /// `last.bpk` in `ckpt` if an epoch has finished and written it.
@@ -105,12 +126,13 @@ fn save_last<M: Module>(
     state: &TrainState,
 ) -> Result<(), TrainError> {
     save_module(model, &dir.join("last.bpk"))?;
-    let tmp = temp_checkpoint(&dir.join("last.optim.bpk"));
-    optim.save(&tmp).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+    let guard = temp_checkpoint(&dir.join("last.optim.bpk"));
+    let tmp = guard.path();
+    optim.save(tmp).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
         TrainError::Checkpoint(format!("{}: {e:?}", tmp.display()))
     })?;
-    std::fs::rename(&tmp, dir.join("last.optim.bpk"))
+    std::fs::rename(tmp, dir.join("last.optim.bpk"))
         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let json =
         serde_json::to_string_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
@@ -235,15 +257,9 @@ pub fn fit<T: TaskModule, D: DataModule>(
     std::fs::create_dir_all(&ckpt)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", ckpt.display())))?;
     // A resumed run dir may hold what a killed writer left; a fresh one holds nothing.
-    let mut stale = defectkit_core::fsutil::remove_stale_temps(&ckpt);
+    defectkit_core::fsutil::clear_stale_temps(&ckpt);
     if let Some(r) = resume {
-        stale.extend(defectkit_core::fsutil::remove_stale_temps(&r.dir));
-    }
-    for p in stale {
-        eprintln!(
-            "removed {} (left by a process that no longer exists)",
-            p.display()
-        );
+        defectkit_core::fsutil::clear_stale_temps(&r.dir);
     }
     let mut optim = task.configure_optimizers(cfg);
     let mut stopper = EarlyStopping::new(cfg.early_stopping.clone());
@@ -350,6 +366,7 @@ pub fn fit<T: TaskModule, D: DataModule>(
         rec.values.insert("lr".into(), lr);
         rec.values
             .insert("seconds".into(), epoch_start.elapsed().as_secs_f64());
+        check_metrics(&rec.values, epoch, &ckpt)?;
         let monitored = rec.values.get(stopper.monitor()).copied().ok_or_else(|| {
             TrainError::Config(format!(
                 "trainer.early_stopping.monitor '{}' is not a metric of this task (have: {})",
@@ -414,11 +431,13 @@ pub fn fit<T: TaskModule, D: DataModule>(
         model.valid()
     };
     let val = evaluate(task, &best, data, Split::Val, cfg.batch_size, device)?.means("val");
+    check_metrics(&val, epochs_run.saturating_sub(1), &ckpt)?;
     let test = if data.len(Split::Test) > 0 {
         evaluate(task, &best, data, Split::Test, cfg.batch_size, device)?.means("test")
     } else {
         Default::default()
     };
+    check_metrics(&test, epochs_run.saturating_sub(1), &ckpt)?;
     Ok(FitOutcome {
         best,
         best_metric: stopper.best(),
@@ -430,4 +449,28 @@ pub fn fit<T: TaskModule, D: DataModule>(
         val,
         seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_metric_stops_training_naming_it_and_the_last_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut values = std::collections::BTreeMap::new();
+        values.insert("train/loss".to_string(), 0.5);
+        values.insert("val/auroc".to_string(), 0.75);
+        assert!(check_metrics(&values, 0, dir.path()).is_ok());
+        values.insert("val/loss".to_string(), f64::NAN);
+        let err = check_metrics(&values, 2, dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("val/loss became NaN at epoch 2"), "{msg}");
+        assert!(msg.contains("before the first checkpoint"), "{msg}");
+        std::fs::write(dir.path().join("last.bpk"), b"x").unwrap();
+        let msg = check_metrics(&values, 2, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("last.bpk"), "{msg}");
+    }
 }

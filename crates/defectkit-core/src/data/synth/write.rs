@@ -227,14 +227,10 @@ pub fn generate(
     }
 
     let partial = sibling(out, "partial")?;
+    let _partial_guard = crate::fsutil::TempGuard::new(partial.clone());
     // Leftovers of an earlier run that was killed (its pid is gone).
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        for p in crate::fsutil::remove_stale_temps(parent) {
-            eprintln!(
-                "removed {} (left by a process that no longer exists)",
-                p.display()
-            );
-        }
+        crate::fsutil::clear_stale_temps(parent);
     }
     if fs::symlink_metadata(&partial).is_ok() {
         fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
