@@ -635,10 +635,8 @@ fn check_finite_rows(path: &Path, split: &str, r: &SplitRecords) -> Result<(), S
             r.path.get(row).map_or("?", String::as_str)
         ),
     };
-    if r.dim > 0 {
-        if let Some(i) = r.embeddings.iter().position(|v| !v.is_finite()) {
-            return Err(bad("embeddings", i / r.dim));
-        }
+    if let Some(i) = r.embeddings.iter().position(|v| !v.is_finite()) {
+        return Err(bad("embeddings", i.checked_div(r.dim).unwrap_or(0)));
     }
     for (what, values) in [
         ("recon_error", &r.recon_error),

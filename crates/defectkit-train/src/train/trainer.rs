@@ -88,7 +88,7 @@ fn temp_checkpoint(path: &Path) -> TempGuard {
 fn save_module<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
     let guard = temp_checkpoint(path);
     let tmp = guard.path();
-    model.valid().save_file(&tmp).map_err(|e| {
+    model.valid().save_file(tmp).map_err(|e| {
         let _ = std::fs::remove_file(tmp);
         TrainError::Checkpoint(format!("{}: {e:?}", tmp.display()))
     })?;
