@@ -151,6 +151,8 @@ pub fn run_study(opts: &StudyOptions) -> Result<StudyReport, StudyError> {
         source,
     })?;
     let _lock = steps::DirLock::take(&dir)?;
+    // A study killed while writing its own files (study.json, steps) left pid-tagged temps.
+    defectkit_core::fsutil::clear_stale_temps(&dir);
     let facts = DataFacts {
         kind: match cfg.data.kind {
             DataKind::Mvtec => "mvtec",
