@@ -73,8 +73,17 @@ impl Drop for TempGuard {
 /// Remove every temporary this process is writing (see [`TempGuard`]); returns what was
 /// removed. Called just before the process ends on a second Ctrl-C.
 pub fn remove_own_temps() -> Vec<PathBuf> {
-    let temps = OWN_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    temps
+    remove_paths(registered_temps())
+}
+
+/// The temporaries registered now.
+fn registered_temps() -> Vec<PathBuf> {
+    OWN_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Removes each file or folder of `paths`; returns those removed.
+fn remove_paths(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    paths
         .into_iter()
         .filter(|p| {
             let gone = if p.is_dir() {
@@ -269,21 +278,27 @@ mod tests {
     }
 
     #[test]
-    fn own_temps_are_removed_while_registered_and_forgotten_after() {
+    fn own_temps_are_registered_while_written_and_removable() {
+        // Only this test's paths are removed: other tests of this process write temps too.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(".x.json.tmp-1");
         let folder = dir.path().join("set.partial-1");
         fs::write(&file, b"x").unwrap();
         fs::create_dir_all(folder.join("a")).unwrap();
         let done = dir.path().join(".done.tmp-1");
-        fs::write(&done, b"x").unwrap();
         drop(TempGuard::new(done.clone()));
         let (g1, g2) = (TempGuard::new(file.clone()), TempGuard::new(folder.clone()));
-        let removed = remove_own_temps();
-        assert!(removed.contains(&file) && removed.contains(&folder));
+        let mine: Vec<PathBuf> = registered_temps()
+            .into_iter()
+            .filter(|p| p.starts_with(dir.path()))
+            .collect();
+        assert_eq!(mine.len(), 2, "{mine:?}");
+        assert!(mine.contains(&file) && mine.contains(&folder));
+        let removed = remove_paths(mine);
+        assert_eq!(removed.len(), 2);
         assert!(!file.exists() && !folder.exists());
-        assert!(done.exists(), "an unregistered temp was removed");
         drop((g1, g2));
+        assert!(!registered_temps().iter().any(|p| p.starts_with(dir.path())));
     }
 
     #[test]
